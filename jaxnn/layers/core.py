@@ -1,0 +1,137 @@
+"""Core layers: Dense, Flatten, Dropout, Activation, Reshape."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn import activations, initializers
+from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key
+
+
+def _check_activation(spec):
+    activations.get(spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense(Layer):
+    """Fully connected layer `activation(x @ kernel + bias)` over the last axis.
+
+    >>> out_shape, params, _ = Dense(100, "sigmoid").init(jax.random.key(0), (None, 784))
+    >>> out_shape, params["kernel"].shape        # ((None, 100), (784, 100))
+    """
+
+    units: int
+    activation: str | Callable | None = None
+    use_bias: bool = True
+    kernel_initializer: str | Callable = "glorot_uniform"
+    bias_initializer: str | Callable = "zeros"
+
+    def __post_init__(self):
+        if not isinstance(self.units, int) or self.units <= 0:
+            raise ValueError(f"Dense units must be a positive int, got {self.units!r}")
+        _check_activation(self.activation)
+        initializers.get(self.kernel_initializer)
+        initializers.get(self.bias_initializer)
+
+    def init(self, key, input_shape):
+        input_shape = as_shape(input_shape)
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ShapeError(f"Dense needs a known last input dimension, got input shape {input_shape}")
+        k_kernel, k_bias = jax.random.split(key)
+        params = {"kernel": initializers.get(self.kernel_initializer)(k_kernel, (input_shape[-1], self.units), jnp.float32)}
+        if self.use_bias:
+            params["bias"] = initializers.get(self.bias_initializer)(k_bias, (self.units,), jnp.float32)
+        return (*input_shape[:-1], self.units), params, {}
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        kernel = params["kernel"]
+        if x.ndim < 2 or x.shape[-1] != kernel.shape[0]:
+            raise ShapeError(f"Dense expects inputs (batch, ..., {kernel.shape[0]}), got shape {tuple(x.shape)}")
+        y = jnp.dot(x, kernel.astype(x.dtype))
+        if self.use_bias:
+            y = y + params["bias"].astype(y.dtype)
+        return activations.get(self.activation)(y), {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Flatten(Layer):
+    """Flattens all but the batch dimension: (None, 28, 28) -> (None, 784)."""
+
+    def init(self, key, input_shape):
+        input_shape = as_shape(input_shape)
+        if any(d is None for d in input_shape[1:]):
+            raise ShapeError(f"Flatten needs known non-batch dimensions, got input shape {input_shape}")
+        return (input_shape[0], math.prod(input_shape[1:])), {}, {}
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        return x.reshape(x.shape[0], -1), {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Reshape(Layer):
+    """Reshapes the non-batch dimensions to `target_shape` (one entry may be -1)."""
+
+    target_shape: tuple
+
+    def init(self, key, input_shape):
+        input_shape = as_shape(input_shape)
+        size = math.prod(input_shape[1:])
+        target = tuple(self.target_shape)
+        known = math.prod(d for d in target if d != -1)
+        if target.count(-1) > 1 or (target.count(-1) == 0 and known != size) or size % known:
+            raise ShapeError(f"Reshape cannot turn {input_shape[1:]} into {target}")
+        target = tuple(size // known if d == -1 else d for d in target)
+        return (input_shape[0], *target), {}, {}
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        return x.reshape(x.shape[0], *self.target_shape), {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation(Layer):
+    """Applies an activation function (by name or as a function)."""
+
+    activation: str | Callable
+
+    def __post_init__(self):
+        _check_activation(self.activation)
+
+    def init(self, key, input_shape):
+        return as_shape(input_shape), {}, {}
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        return activations.get(self.activation)(x), {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dropout(Layer):
+    """Zeroes each input with probability `rate` in training, scaling the rest by 1/(1-rate).
+
+    `rate` is the *drop* probability, as in Keras (stax's Dropout takes the keep
+    probability). At inference (train=False) it is the identity. `noise_shape`
+    shares one draw along dimensions given as 1 (e.g. spatial dropout).
+    """
+
+    rate: float
+    noise_shape: tuple | None = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.rate < 1.0:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {self.rate!r}")
+
+    def init(self, key, input_shape):
+        return as_shape(input_shape), {}, {}
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        if not train or self.rate == 0.0:
+            return x, {}
+        key = require_key(self.name or self.default_name, key)
+        shape = x.shape if self.noise_shape is None else tuple(
+            x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape)
+        )
+        keep = jax.random.bernoulli(key, 1.0 - self.rate, shape)
+        return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros((), x.dtype)), {}

@@ -1,0 +1,55 @@
+"""Keras-style History: per-epoch metric lists, JSON, and loss/accuracy plots."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+
+class History:
+    """`history[key]` is a list with one value per epoch (`loss`, `accuracy`, `val_loss`, ...)."""
+
+    def __init__(self, history: Mapping[str, list] | None = None, epoch: list[int] | None = None):
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+        self.epoch: list[int] = list(epoch or [])
+
+    def append(self, epoch: int, logs: Mapping[str, float]) -> None:
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def to_json(self) -> str:
+        return json.dumps(self.history, indent=2)
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
+
+
+def plot_history(history, path: str | os.PathLike | None = None):
+    """Loss and accuracy (train and validation) against epochs, as in the seed notes.
+
+    Returns the matplotlib Figure; with `path`, also writes it there (PNG).
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = history.history if isinstance(history, History) else dict(history)
+    panels = [k for k in hist if not k.startswith("val_") and k != "lr"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        epochs = range(1, len(hist[key]) + 1)
+        ax.plot(epochs, hist[key], "o-", label=key)
+        if f"val_{key}" in hist:
+            ax.plot(range(1, len(hist[f"val_{key}"]) + 1), hist[f"val_{key}"], "s--", label=f"val_{key}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    return fig

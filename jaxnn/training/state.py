@@ -1,0 +1,35 @@
+"""The train state: everything that changes during training, as one pytree."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import optax
+
+# Independent random streams derived from the one base key in the state.
+STEP_STREAM, SHUFFLE_STREAM = 0, 1
+
+
+@flax.struct.dataclass
+class TrainState:
+    """`step`, `params`, `model_state` (e.g. BatchNorm statistics), `opt_state` and the base PRNG `key`.
+
+    The base key is never consumed: the key of step `s` is
+    `fold_in(fold_in(key, STEP_STREAM), s)`, so a step's randomness depends on
+    (seed, step) only, and a resumed run draws exactly what the original did.
+    """
+
+    step: jax.Array
+    params: Any
+    model_state: Any
+    opt_state: optax.OptState
+    key: jax.Array
+
+    def step_key(self) -> jax.Array:
+        return derive_key(self.key, STEP_STREAM, self.step)
+
+
+def derive_key(base_key: jax.Array, stream: int, index) -> jax.Array:
+    """The key for `index` (a step or an epoch) in one stream; the base key stays unused."""
+    return jax.random.fold_in(jax.random.fold_in(base_key, stream), index)

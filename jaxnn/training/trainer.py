@@ -1,0 +1,272 @@
+"""`Trainer`: a model, loss, optimizer and metrics bound into jitted pure steps, plus fit/evaluate/predict.
+
+    trainer = Trainer(model, loss="sparse_categorical_crossentropy", optimizer="rmsprop")
+    state = trainer.init(jax.random.key(0), input_shape=(28, 28, 1))
+    state, history = trainer.fit(state, x_train, y_train, epochs=5, validation_split=0.2)
+    trainer.evaluate(state, x_test, y_test)        # {"loss": ..., "accuracy": ...}
+
+The Trainer holds no arrays: everything that changes is in the `TrainState`
+that goes in and comes out. Small datasets are put on the device once and
+batches are cut inside the compiled step, so a step moves no data from the host.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnn import losses, metrics as metrics_lib, optimizers
+from jaxnn.layers.base import Layer, ShapeError, as_shape
+from jaxnn.training.callbacks import Callback, ProgressLogger, Run
+from jaxnn.training.history import History
+from jaxnn.training.state import SHUFFLE_STREAM, TrainState, derive_key
+from jaxnn.training.steps import make_eval_step, make_train_step, results
+
+# Steps allowed in flight before the loop waits: bounds host run-ahead (and the
+# all-reduce stalls DESIGN.md measured on simulated multi-device meshes).
+MAX_STEPS_IN_FLIGHT = 2
+
+
+def _positive_int(field: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{field} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _num_examples(tree) -> int:
+    sizes = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree_util.tree_leaves(tree)}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(f"inputs and targets must share their first (example) dimension, got sizes {sorted(map(str, sizes))}")
+    return sizes.pop()
+
+
+def _as_key(key):
+    if isinstance(key, (int, np.integer)):
+        return jax.random.key(int(key))
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def _slice_batch(data, start, batch_size):
+    return jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, batch_size), data)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """Binds `model`, `loss`, `optimizer` and `metrics` (names or objects) into compiled steps."""
+
+    model: Layer
+    loss: str | Callable = "sparse_categorical_crossentropy"
+    optimizer: str | optax.GradientTransformation = "rmsprop"
+    metrics: Sequence = ("accuracy",)
+
+    def __post_init__(self):
+        if not isinstance(self.model, Layer):
+            raise ValueError(f"model must be a jaxnn layer, got {type(self.model).__name__}")
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        self.loss_fn, self.tx, self.metric_objects  # resolve names now: a bad one fails here
+
+    @functools.cached_property
+    def loss_fn(self) -> Callable:
+        return losses.get(self.loss)
+
+    @functools.cached_property
+    def tx(self) -> optax.GradientTransformation:
+        return optimizers.get(self.optimizer)
+
+    @functools.cached_property
+    def metric_objects(self) -> tuple:
+        return tuple(metrics_lib.get(m) for m in self.metrics)
+
+    # -- pure steps ---------------------------------------------------------------
+    @functools.cached_property
+    def train_step(self) -> Callable:
+        """Jitted `(state, batch) -> (state, stats)`; the input state is donated."""
+        return jax.jit(make_train_step(self.model, self.loss_fn, self.tx, self.metric_objects), donate_argnums=0)
+
+    @functools.cached_property
+    def eval_step(self) -> Callable:
+        """Jitted `(params, model_state, batch) -> stats`, inference mode."""
+        return jax.jit(make_eval_step(self.model, self.loss_fn, self.metric_objects))
+
+    @functools.cached_property
+    def _fit_step(self):
+        train_step = make_train_step(self.model, self.loss_fn, self.tx, self.metric_objects)
+
+        def fit_step(state, totals, data, perm, index, batch_size):
+            idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
+            batch = jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), data)
+            state, stats = train_step(state, batch)
+            return state, jax.tree_util.tree_map(jnp.add, totals, stats)
+
+        return jax.jit(fit_step, static_argnames="batch_size", donate_argnums=0)
+
+    @functools.cached_property
+    def _eval_chunk(self):
+        eval_step = make_eval_step(self.model, self.loss_fn, self.metric_objects)
+
+        def eval_chunk(params, model_state, totals, data, index, batch_size):
+            stats = eval_step(params, model_state, _slice_batch(data, index * batch_size, batch_size))
+            return jax.tree_util.tree_map(jnp.add, totals, stats)
+
+        return jax.jit(eval_chunk, static_argnames="batch_size")
+
+    @functools.cached_property
+    def _predict_chunk(self):
+        def predict_chunk(params, model_state, inputs, index, batch_size):
+            batch = _slice_batch(inputs, index * batch_size, batch_size)
+            return self.model.apply(params, batch, state=model_state, train=False)[0]
+
+        return jax.jit(predict_chunk, static_argnames="batch_size")
+
+    # -- set-up and checks --------------------------------------------------------
+    def init(self, key, input_shape) -> TrainState:
+        """A fresh TrainState for inputs of `input_shape` (without the batch dimension)."""
+        key = _as_key(key)
+        init_key, state_key = jax.random.split(key)
+        _, params, model_state = self.model.init(init_key, (None, *as_shape(input_shape)))
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                          opt_state=self.tx.init(params), key=state_key)
+
+    def output_spec(self, state: TrainState, x) -> jax.ShapeDtypeStruct:
+        """Shape of the model's output for inputs like `x`; a mismatch raises naming the layer."""
+        spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), jnp.float32), x)
+        try:
+            return jax.eval_shape(lambda p, s, xb: self.model.apply(p, xb, state=s)[0],
+                                  state.params, state.model_state, spec)
+        except ShapeError as e:
+            shapes = jax.tree_util.tree_map(lambda a: tuple(np.shape(a)[1:]), x)
+            raise ShapeError(f"inputs of shape {shapes} (per example) do not fit the model: {e}") from None
+
+    def check_data(self, state: TrainState, x, y) -> int:
+        """Validate inputs and targets against the model before any step; returns the example count."""
+        n = _num_examples((x, y))
+        out = self.output_spec(state, x)
+        y = np.asarray(y)
+        if np.issubdtype(y.dtype, np.integer) and out.shape[-1] > 1 and y.ndim == len(out.shape) - 1:
+            bad = y[(y < 0) | (y >= out.shape[-1])]
+            if bad.size:
+                raise ValueError(
+                    f"labels must be in [0, {out.shape[-1]}) for a model with {out.shape[-1]} outputs, "
+                    f"found {sorted(set(bad.tolist()))[:5]}"
+                )
+        return n
+
+    # -- loops --------------------------------------------------------------------
+    def _zero_stats(self, state, data, batch_size):
+        batch = _slice_batch(data, 0, batch_size)
+        shapes = jax.eval_shape(make_eval_step(self.model, self.loss_fn, self.metric_objects),
+                                state.params, state.model_state, batch)
+        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def _padded(self, x, y, batch_size):
+        """Host arrays padded to whole batches, with weights 1 for real examples and 0 for padding."""
+        n = _num_examples((x, y) if y is not None else x)
+        pad = -n % batch_size
+        grow = lambda a: np.concatenate([np.asarray(a), np.zeros((pad, *np.shape(a)[1:]), np.asarray(a).dtype)])
+        data = {"inputs": jax.tree_util.tree_map(grow, x)}
+        if y is not None:
+            data["targets"] = grow(y)
+            data["weights"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+        return jax.device_put(data), n, (n + pad) // batch_size
+
+    def _evaluate_padded(self, state, data, num_batches, batch_size) -> dict[str, float]:
+        totals = self._zero_stats(state, data, batch_size)
+        for i in range(num_batches):
+            totals = self._eval_chunk(state.params, state.model_state, totals, data, i, batch_size=batch_size)
+        return results(self.metric_objects, jax.device_get(totals))
+
+    def evaluate(self, state: TrainState, x, y, *, batch_size: int = 32) -> dict[str, float]:
+        """Loss and metrics over all of (x, y), each example counted exactly once."""
+        batch_size = _positive_int("batch_size", batch_size)
+        self.check_data(state, x, y)
+        data, _, num_batches = self._padded(x, y, batch_size)
+        return self._evaluate_padded(state, data, num_batches, batch_size)
+
+    def predict(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
+        """Model outputs for every example of `x` (probabilities if the model ends in softmax)."""
+        batch_size = _positive_int("batch_size", batch_size)
+        self.output_spec(state, x)
+        data, n, num_batches = self._padded(x, None, batch_size)
+        outs = [self._predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size=batch_size)
+                for i in range(num_batches)]
+        return np.asarray(jnp.concatenate(outs)[:n])
+
+    def predict_classes(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
+        """Predicted class ids: argmax over classes, or p > 0.5 for a single sigmoid output."""
+        probs = self.predict(state, x, batch_size=batch_size)
+        if probs.shape[-1] == 1:
+            return (probs[..., 0] > 0.5).astype(np.int32)
+        return probs.argmax(axis=-1).astype(np.int32)
+
+    def fit(self, state: TrainState, x, y, *, epochs: int = 1, batch_size: int = 32,
+            validation_data: tuple | None = None, validation_split: float = 0.0, shuffle: bool = True,
+            callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0):
+        """Train for `epochs`; returns `(state, History)` with Keras's keys per epoch.
+
+        Each epoch is shuffled from the state's key and the epoch number, so the
+        same seed gives the same History. The last partial batch of an epoch is
+        dropped (one compiled step shape); validation counts every example.
+        """
+        epochs = _positive_int("epochs", epochs)
+        batch_size = _positive_int("batch_size", batch_size)
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if validation_split and validation_data is not None:
+            raise ValueError("give validation_data or validation_split, not both")
+        n = self.check_data(state, x, y)
+        if validation_split:
+            cut = n - int(round(n * validation_split))
+            take = lambda lo, hi: jax.tree_util.tree_map(lambda a: a[lo:hi], (x, y))
+            (x, y), validation_data = take(0, cut), take(cut, n)
+            n = cut
+        if n < batch_size:
+            raise ValueError(f"batch_size {batch_size} is larger than the {n} training examples")
+        if validation_data is not None:
+            self.check_data(state, *validation_data)
+            val_data, _, val_batches = self._padded(*validation_data, batch_size)
+
+        data = jax.device_put({"inputs": x, "targets": np.asarray(y)})
+        steps = n // batch_size
+        history = History()
+        run = Run(trainer=self, state=state, history=history, epochs=epochs, steps_per_epoch=steps)
+        callbacks = ([ProgressLogger()] if verbose else []) + list(callbacks)
+        for cb in callbacks:
+            cb.on_train_begin(run)
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(run, epoch)
+            perm = (_permutation(run.state.key, epoch, n) if shuffle else jnp.arange(n))
+            totals = self._zero_stats(run.state, data, batch_size)
+            in_flight = collections.deque()
+            for i in range(steps):
+                run.state, totals = self._fit_step(run.state, totals, data, perm, i, batch_size=batch_size)
+                in_flight.append(totals)
+                if len(in_flight) > MAX_STEPS_IN_FLIGHT:
+                    jax.block_until_ready(in_flight.popleft())
+                for cb in callbacks:
+                    cb.on_step_end(run, i)
+            logs = results(self.metric_objects, jax.device_get(totals))
+            if validation_data is not None:
+                val = self._evaluate_padded(run.state, val_data, val_batches, batch_size)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            history.append(epoch, logs)
+            for cb in callbacks:
+                cb.on_epoch_end(run, epoch, logs)
+            if run.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end(run)
+        return run.state, history
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _permutation(key, epoch, n):
+    return jax.random.permutation(derive_key(key, SHUFFLE_STREAM, epoch), n)
