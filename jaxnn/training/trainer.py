@@ -150,6 +150,12 @@ class Trainer:
         n = _num_examples((x, y))
         out = self.output_spec(state, x)
         y = np.asarray(y)
+        target_spec = jax.ShapeDtypeStruct((out.shape[0], *y.shape[1:]), y.dtype)
+        try:
+            jax.eval_shape(self.loss_fn, target_spec, out)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"targets of shape {y.shape[1:]} (per example) do not fit the model's "
+                             f"output {out.shape[1:]} under this loss: {e}") from None
         if np.issubdtype(y.dtype, np.integer) and out.shape[-1] > 1 and y.ndim == len(out.shape) - 1:
             bad = y[(y < 0) | (y >= out.shape[-1])]
             if bad.size:

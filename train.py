@@ -1,0 +1,41 @@
+"""Train a jaxnn config:  python train.py --config configs/fashion_mnist_mlp.py --workdir runs/mlp
+
+Override any field from the command line, e.g. `--config.train.epochs=3`;
+a misspelled field is an error.
+"""
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/fashion_mnist_mlp.py", "Path to a config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for history, results, curves and checkpoints.")
+
+
+def _enable_compilation_cache() -> None:
+    """Keep compiled steps on disk so that a second run of the same config skips compiling."""
+    import jax
+
+    cache_dir = os.environ.get("JAXNN_COMPILATION_CACHE", os.path.expanduser("~/.cache/jaxnn/xla"))
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required (where results, curves and checkpoints go)")
+    _enable_compilation_cache()
+    from jaxnn.runner import run
+
+    try:
+        run(_CONFIG.value, _WORKDIR.value)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)
