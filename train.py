@@ -4,6 +4,7 @@ Override any field from the command line, e.g. `--config.train.epochs=3`;
 a misspelled field is an error.
 """
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -23,6 +24,17 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def parse_flags(argv):
+    """absl flag parsing, with an override that names no config field reported in one line."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        field = re.search(r"'(\w+)\\*'", str(e))
+        hint = re.search(r'Did you mean "(\w+)"', str(e))
+        sys.exit(f"error: a --config override names no config field: {field.group(1) if field else e}"
+                 + (f' (did you mean "{hint.group(1)}"?)' if hint else ""))
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -38,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,74 @@
+"""Config validation: each bad field stops with one line naming it, before any data or file."""
+import importlib.util
+import pathlib
+
+import pytest
+
+from jaxnn.config import build
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist_mlp", "fashion_mnist_seed"])
+def test_shipped_configs_build(name):
+    experiment = build(load_config(name))
+    assert experiment.train["epochs"] > 0
+
+
+def test_seed_config_is_exactly_the_seed_model():
+    import jax
+
+    from jaxnn import summary
+
+    experiment = build(load_config("fashion_mnist_seed"))
+    text = summary(experiment.model, (28, 28, 1), print_fn=None)
+    assert "Total params: 79,510" in text
+    tx = experiment.trainer.tx
+    assert type(tx).__name__.startswith("GradientTransformation")
+    assert experiment.train["validation_split"] == 0.2 and experiment.train["epochs"] == 5
+    assert experiment.train["batch_size"] == 32
+    del jax
+
+
+def _set(config, path, value):
+    *parents, leaf = path.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    with config.unlocked():
+        node[leaf] = value
+    return config
+
+
+@pytest.mark.parametrize("path,value,match", [
+    ("model.layers", [{"type": "Dense2", "units": 3}], "unknown layer 'Dense2'; known: .*Dense"),
+    ("model.layers", [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmx"}],
+     "unknown activation 'softmx'"),
+    ("model.layers", [{"type": "Dense", "units": 10, "activation": "softmax"}],
+     r"targets of shape \(\) \(per example\) do not fit the model's output \(28, 28, 10\)"),
+    ("loss.name", "crossentropy", "unknown loss 'crossentropy'; known: .*sparse_categorical_crossentropy"),
+    ("optimizer.name", "adamm", "unknown optimizer 'adamm'; known: adam, rmsprop, sgd"),
+    ("optimizer.learning_rat", 0.1, "unknown option.* learning_rat for optimizer 'rmsprop'"),
+    ("train.epochs", 0, "train.epochs must be a positive integer, got 0"),
+    ("train.batch_size", -32, "train.batch_size must be a positive integer, got -32"),
+    ("train.validation_split", 1.0, r"train.validation_split must be in \[0, 1\), got 1.0"),
+    ("dataset.name", "cifar11", "dataset.name must be one of .*fashion_mnist.*, got 'cifar11'"),
+    ("train.metrics", ("accuracy", "acc2"), "unknown metric 'acc2'"),
+])
+def test_bad_fields_are_named(path, value, match):
+    config = _set(load_config("fashion_mnist_seed"), path, value)
+    with pytest.raises(ValueError, match=match):
+        build(config)
+
+
+def test_unknown_model_field_lists_the_allowed_ones():
+    config = _set(load_config("fashion_mnist_mlp"), "model.hiden_units", (10,))
+    with pytest.raises(ValueError, match="unknown field model.hiden_units; allowed: hidden_units, activation"):
+        build(config)
