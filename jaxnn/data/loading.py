@@ -1,0 +1,111 @@
+"""Whole TFDS splits as numpy arrays, with an offline path for Fashion-MNIST.
+
+Resolution for a dataset that is not prepared in `data_dir` yet:
+Fashion-MNIST is prepared from Debian's IDX files when they are present
+(`$JAXNN_FASHION_MNIST_DIR` overrides their directory); otherwise TFDS downloads
+as usual. Offline, TFDS would retry each download for minutes (urllib3 backoff
+over 10 retries), so the network is probed once first and an unreachable host
+fails at once with `DatasetUnavailableError`.
+
+TensorFlow is imported only when data is actually loaded, so `import jaxnn` stays fast.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from jaxnn.data.specs import (
+    DEBIAN_FASHION_MNIST_DIR,
+    FASHION_MNIST_DIR_ENV,
+    FASHION_MNIST_IDX_FILES,
+    DatasetUnavailableError,
+    check_name,
+)
+
+_PROBE_TIMEOUT_S = 5.0
+# Read in chunks rather than TFDS's `batch_size=-1`: when the split size is unknown (as under
+# `tfds.testing.mock_data`), TFDS pads to a batch of sys.maxsize and TensorFlow aborts the process.
+_CHUNK = 10_000
+
+
+@functools.cache
+def _tfds():
+    """Import TensorFlow (kept off the GPUs, which belong to JAX) and TensorFlow Datasets."""
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    import tensorflow_datasets as tfds
+
+    return tfds
+
+
+def fashion_mnist_source_dir() -> str | None:
+    """Directory holding the four Fashion-MNIST IDX gz files, or None if any is missing."""
+    source_dir = os.environ.get(FASHION_MNIST_DIR_ENV) or DEBIAN_FASHION_MNIST_DIR
+    files = (os.path.join(source_dir, filename) for filename in FASHION_MNIST_IDX_FILES.values())
+    return source_dir if all(os.path.isfile(path) for path in files) else None
+
+
+def _reachable(url: str) -> bool:
+    """Whether `url`'s server answers at all (any HTTP status), trying once, honouring proxy settings."""
+    import requests
+
+    try:
+        requests.head(url, timeout=_PROBE_TIMEOUT_S)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def _unavailable(name: str, data_dir) -> DatasetUnavailableError:
+    if name == "fashion_mnist":
+        remedy = (f"install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+                  f"or set {FASHION_MNIST_DIR_ENV} to a directory holding its IDX files, "
+                  "or pass data_dir= a directory holding a prepared copy")
+    else:
+        remedy = "run once with network access, or pass data_dir= a directory holding a prepared copy"
+    return DatasetUnavailableError(
+        f"{name} is not prepared in {data_dir} and could not be downloaded (no network?): {remedy}"
+    )
+
+
+def _prepare(tfds, name: str, data_dir: str | None) -> None:
+    """Make `name` loadable from `data_dir`: from local IDX files if possible, else by TFDS's download."""
+    source_dir = fashion_mnist_source_dir() if name == "fashion_mnist" else None
+    if source_dir is not None:
+        from jaxnn.data import fashion_mnist_idx
+
+        fashion_mnist_idx.prepare(source_dir, data_dir)
+        return
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not _reachable(min(builder.url_infos)):
+        raise _unavailable(name, builder.data_dir_root)
+    builder.download_and_prepare()
+
+
+def _load(tfds, name: str, split: str, data_dir: str | None):
+    return tfds.load(name, split=split, data_dir=data_dir, download=False, batch_size=_CHUNK, as_supervised=True)
+
+
+def load_arrays(name: str, split: str, *, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Split `split` of dataset `name` as (images, labels) numpy arrays.
+
+    Images are float32 in [0, 1] shaped (N, H, W, C), labels int32 shaped (N,);
+    `split` takes TFDS syntax ("train", "test[:1000]"). `data_dir` defaults to
+    TFDS's ($TFDS_DATA_DIR or ~/tensorflow_datasets). Example:
+
+        images, labels = load_arrays("fashion_mnist", "train")  # (60000, 28, 28, 1), (60000,)
+    """
+    check_name(name)
+    tfds = _tfds()
+    try:
+        dataset = _load(tfds, name, split, data_dir)
+    except AssertionError:  # TFDS's "could not find data in <data_dir>": not prepared there yet.
+        _prepare(tfds, name, data_dir)
+        dataset = _load(tfds, name, split, data_dir)
+    chunks = list(tfds.as_numpy(dataset))
+    images = np.concatenate([chunk_images for chunk_images, _ in chunks])
+    labels = np.concatenate([chunk_labels for _, chunk_labels in chunks])
+    return np.divide(images, 255, dtype=np.float32), labels.astype(np.int32)
