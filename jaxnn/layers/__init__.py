@@ -1,9 +1,12 @@
 """Layers by family; `LAYERS` maps Keras class names to layer classes for configs."""
+from jaxnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax
 from jaxnn.layers.base import Layer, ShapeError, abstract_init, count_params
 from jaxnn.layers.core import Activation, Dense, Dropout, Flatten, Reshape
 from jaxnn.registry import Registry
 
 LAYERS: Registry = Registry("layer")
+for _cls in (ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax):
+    LAYERS.register(_cls.__name__, _cls)
 for _cls in (Activation, Dense, Dropout, Flatten, Reshape):
     LAYERS.register(_cls.__name__, _cls)
 
