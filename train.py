@@ -7,7 +7,9 @@ import os
 import re
 import sys
 
-from absl import app, flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (used by TFDS) is chatty on import
+
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/fashion_mnist_mlp.py", "Path to a config file.")
@@ -40,6 +42,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required (where results, curves and checkpoints go)")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     _enable_compilation_cache()
     from jaxnn.runner import run
 
