@@ -3,15 +3,35 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Mapping
 
 
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write a file so that readers see the old content or the new, never half of it."""
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 class History:
-    """`history[key]` is a list with one value per epoch (`loss`, `accuracy`, `val_loss`, ...)."""
+    """`history[key]` is a list with one value per epoch (`loss`, `accuracy`, `val_loss`, `lr`, ...).
+
+    `stop_reason` says why training ended early (early stopping, a non-finite
+    loss), or is None.
+    """
 
     def __init__(self, history: Mapping[str, list] | None = None, epoch: list[int] | None = None):
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
         self.epoch: list[int] = list(epoch or [])
+        self.stop_reason: str | None = None
 
     def append(self, epoch: int, logs: Mapping[str, float]) -> None:
         self.epoch.append(epoch)
@@ -19,6 +39,7 @@ class History:
             self.history.setdefault(k, []).append(float(v))
 
     def to_json(self) -> str:
+        """The history dict as indented JSON."""
         return json.dumps(self.history, indent=2)
 
     def __repr__(self) -> str:

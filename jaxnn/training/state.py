@@ -15,6 +15,8 @@ STEP_STREAM, SHUFFLE_STREAM = 0, 1
 class TrainState:
     """`step`, `params`, `model_state` (e.g. BatchNorm statistics), `opt_state` and the base PRNG `key`.
 
+    `loss_scale` is the dynamic loss scale of the `mixed_float16` policy (None otherwise).
+
     The base key is never consumed: the key of step `s` is
     `fold_in(fold_in(key, STEP_STREAM), s)`, so a step's randomness depends on
     (seed, step) only, and a resumed run draws exactly what the original did.
@@ -25,8 +27,10 @@ class TrainState:
     model_state: Any
     opt_state: optax.OptState
     key: jax.Array
+    loss_scale: Any = None
 
     def step_key(self) -> jax.Array:
+        """The key of the current step (the base key stays unused)."""
         return derive_key(self.key, STEP_STREAM, self.step)
 
 

@@ -4,17 +4,29 @@ A batch is a dict: `inputs` (an array or a pytree of arrays for several inputs),
 `targets`, and optional per-example `weights` (0 marks padding). Steps return
 metric *statistics* (sums and counts) so that adding them over batches gives
 exact whole-set values; nothing here talks to the host.
+
+Options of the train step, all inside the one compiled function:
+- `policy`: mixed precision (see `precision.py`); losses and statistics stay float32.
+- `accumulate_steps=k`: the batch is cut into k micro-batches whose gradients
+  are summed by a `lax.scan` (one running sum, no other parameter-sized buffer)
+  before one optimizer update: the gradient of the whole batch's loss with the
+  memory of a micro-batch.
+- `check_finite`: the step also returns `stats["nonfinite"]` (`loss`: bool,
+  `grads`: one bool per parameter array) and applies no update when anything
+  is NaN or inf, so the state stays the last good one.
 """
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxnn.layers.base import Layer
 from jaxnn.losses import reduce
 from jaxnn.metrics import Mean
+from jaxnn.training.precision import get_policy
 from jaxnn.training.state import TrainState
 
 LossFn = Callable  # (targets, preds) -> per-example losses
@@ -31,31 +43,113 @@ def batch_stats(loss_fn: LossFn, metrics: Sequence, batch, preds, per_example_lo
     return stats
 
 
-def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformation,
-                    metrics: Sequence = ()) -> Callable:
-    """The pure (un-jitted) train step for `model`, `loss_fn` and optimizer `tx`."""
+def forward(model: Layer, policy, params, inputs, model_state, key, train):
+    """Model outputs in float32 under `policy`; new model state in the old state's dtypes."""
+    preds, new_state = model.apply(policy.cast_to_compute(params), policy.cast_to_compute(inputs),
+                                   state=model_state, key=key, train=train)
+    if policy.is_mixed and train:
+        new_state = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype), new_state, model_state)
+    return policy.cast_to_output(preds), new_state
 
-    def train_step(state: TrainState, batch: dict):
-        def objective(params):
-            preds, model_state = model.apply(params, batch["inputs"], state=state.model_state,
-                                             key=state.step_key(), train=True)
-            per_example = loss_fn(batch["targets"], preds)
-            return reduce(per_example, batch.get("weights")), (preds, per_example, model_state)
 
-        grads, (preds, per_example, model_state) = jax.grad(objective, has_aux=True)(state.params)
+def _split_micro_batches(batch: dict, k: int) -> dict:
+    def split(a):
+        if a.shape[0] % k:
+            raise ValueError(f"batch size {a.shape[0]} is not divisible by accumulate_steps {k}")
+        return a.reshape(k, a.shape[0] // k, *a.shape[1:])
+
+    return jax.tree_util.tree_map(split, batch)
+
+
+def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformation, metrics: Sequence = (), *,
+                    policy="float32", accumulate_steps: int = 1, check_finite: bool = False) -> Callable:
+    """The pure (un-jitted) train step `(state, batch, enabled=True) -> (state, stats)`.
+
+    `enabled=False` (a traced bool) makes the step leave the state unchanged
+    but for the step count; the fit loop uses it once a non-finite step was seen.
+    """
+    policy = get_policy(policy)
+
+    def gradients(state: TrainState, batch: dict):
+        """Gradients of the batch's mean loss, new model state, summed statistics."""
+        scale = state.loss_scale.scale if policy.loss_scaling else None
+
+        def objective(params, model_state, micro, key, total_weight):
+            preds, new_model_state = forward(model, policy, params, micro["inputs"], model_state, key, True)
+            per_example = loss_fn(micro["targets"], preds)
+            if total_weight is None:
+                loss = reduce(per_example, micro.get("weights"))
+            else:  # a micro-batch's share of the whole batch's weighted mean
+                weights = micro.get("weights")
+                loss = jnp.sum(per_example if weights is None else per_example * weights) / total_weight
+            if scale is not None:
+                loss = loss * scale
+            return loss, (new_model_state, batch_stats(loss_fn, metrics, micro, preds, per_example))
+
+        grad_fn = jax.grad(objective, has_aux=True)
+        if accumulate_steps == 1:
+            grads, (model_state, stats) = grad_fn(state.params, state.model_state, batch, state.step_key(), None)
+        else:
+            weights = batch.get("weights")
+            total_weight = (jnp.asarray(jax.tree_util.tree_leaves(batch["targets"])[0].shape[0], jnp.float32)
+                            if weights is None else jnp.sum(weights))
+            micro_batches = _split_micro_batches(batch, accumulate_steps)
+            keys = jax.random.split(state.step_key(), accumulate_steps)
+
+            def accumulate(carry, xs):
+                grad_sum, model_state, stat_sum = carry
+                micro, key = xs
+                grads, (model_state, stats) = grad_fn(state.params, model_state, micro, key, total_weight)
+                add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
+                return (add(grad_sum, grads), model_state, add(stat_sum, stats)), None
+
+            zero_grads = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+            first = jax.tree_util.tree_map(lambda a: a[0], micro_batches)
+            zero_stats = jax.tree_util.tree_map(
+                lambda s: jnp.zeros(s.shape, s.dtype),
+                jax.eval_shape(lambda m, k: grad_fn(state.params, state.model_state, m, k, total_weight)[1][1],
+                               first, keys[0]))
+            (grads, model_state, stats), _ = jax.lax.scan(
+                accumulate, (zero_grads, state.model_state, zero_stats), (micro_batches, keys))
+        if scale is not None:
+            grads = jax.tree_util.tree_map(lambda g: g / scale, grads)
+        return grads, model_state, stats
+
+    def train_step(state: TrainState, batch: dict, enabled=True):
+        grads, model_state, stats = gradients(state, batch)
+        ok = jnp.asarray(enabled)
+        gated = check_finite or policy.loss_scaling or enabled is not True
+        loss_scale = state.loss_scale
+        if check_finite or policy.loss_scaling:
+            grad_bad = jax.tree_util.tree_map(lambda g: ~jnp.all(jnp.isfinite(g)), grads)
+            grads_finite = ~jnp.any(jnp.stack(jax.tree_util.tree_leaves(grad_bad) or [jnp.bool_(False)]))
+        if policy.loss_scaling:  # an overflow is expected now and then: skip the step, lower the scale
+            loss_scale = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old),
+                                                loss_scale.adjust(grads_finite), loss_scale)
+            ok = ok & grads_finite
+        if check_finite:
+            loss_bad = ~jnp.isfinite(stats["loss"]["total"])
+            if policy.loss_scaling:  # overflowing gradients are the loss scale's business, not an error
+                grad_bad = jax.tree_util.tree_map(jnp.zeros_like, grad_bad)
+            stats["nonfinite"] = {"loss": loss_bad, "grads": grad_bad}
+            ok = ok & ~loss_bad & grads_finite
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                                  model_state=model_state, opt_state=opt_state)
-        return new_state, batch_stats(loss_fn, metrics, batch, preds, per_example)
+        new = {"params": optax.apply_updates(state.params, updates), "opt_state": opt_state,
+               "model_state": model_state}
+        if gated:
+            old = {"params": state.params, "opt_state": state.opt_state, "model_state": state.model_state}
+            new = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
+        return state.replace(step=state.step + 1, loss_scale=loss_scale, **new), stats
 
     return train_step
 
 
-def make_eval_step(model: Layer, loss_fn: LossFn, metrics: Sequence = ()) -> Callable:
+def make_eval_step(model: Layer, loss_fn: LossFn, metrics: Sequence = (), *, policy="float32") -> Callable:
     """The pure eval step `(params, model_state, batch) -> stats` (inference mode)."""
+    policy = get_policy(policy)
 
     def eval_step(params, model_state, batch: dict):
-        preds, _ = model.apply(params, batch["inputs"], state=model_state, train=False)
+        preds, _ = forward(model, policy, params, batch["inputs"], model_state, None, False)
         return batch_stats(loss_fn, metrics, batch, preds)
 
     return eval_step

@@ -8,12 +8,21 @@
 The Trainer holds no arrays: everything that changes is in the `TrainState`
 that goes in and comes out. Small datasets are put on the device once and
 batches are cut inside the compiled step, so a step moves no data from the host.
+
+Options: `policy` (mixed precision: "float32", "mixed_bfloat16",
+"mixed_float16"), `accumulate_steps` (gradients of k micro-batches summed in
+one step) and `check_finite` (NaN/inf in the loss or a gradient stops the run
+at that step, naming the first bad parameter, with the last good parameters).
+Pass `ModelCheckpoint(dir)` to `fit` for checkpoints and exact resume; a
+SIGTERM during `fit` saves a checkpoint and raises `TrainingInterrupted`.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import functools
+import signal
+import threading
 from typing import Callable, Sequence
 
 import jax
@@ -25,12 +34,42 @@ from jaxnn import losses, metrics as metrics_lib, optimizers
 from jaxnn.layers.base import Layer, ShapeError, as_shape
 from jaxnn.training.callbacks import Callback, ProgressLogger, Run
 from jaxnn.training.history import History
+from jaxnn.training.precision import LossScale, get_policy
 from jaxnn.training.state import SHUFFLE_STREAM, TrainState, derive_key
-from jaxnn.training.steps import make_eval_step, make_train_step, results
+from jaxnn.training.steps import forward, make_eval_step, make_train_step, results
 
 # Steps allowed in flight before the loop waits: bounds host run-ahead (and the
 # all-reduce stalls DESIGN.md measured on simulated multi-device meshes).
 MAX_STEPS_IN_FLIGHT = 2
+# Default steps between fetches of the running metrics (progress, TensorBoard, NaN checks).
+LOG_EVERY_STEPS = 50
+
+
+class TrainingInterrupted(RuntimeError):
+    """fit stopped on SIGTERM after saving a checkpoint; `.state` and `.history` are the run's at that point."""
+
+    def __init__(self, message: str, state, history):
+        super().__init__(message)
+        self.state, self.history = state, history
+
+
+class _SigtermFlag:
+    """Within the block, SIGTERM only sets `requested` (checked between steps); the old handler comes back after."""
+
+    requested = False
+
+    def __enter__(self):
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
 
 
 def _positive_int(field: str, value) -> int:
@@ -66,11 +105,16 @@ class Trainer:
     loss: str | Callable = "sparse_categorical_crossentropy"
     optimizer: str | optax.GradientTransformation = "rmsprop"
     metrics: Sequence = ("accuracy",)
+    policy: str = "float32"
+    accumulate_steps: int = 1
+    check_finite: bool = False
 
     def __post_init__(self):
         if not isinstance(self.model, Layer):
             raise ValueError(f"model must be a jaxnn layer, got {type(self.model).__name__}")
         object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "policy", get_policy(self.policy))
+        _positive_int("accumulate_steps", self.accumulate_steps)
         self.loss_fn, self.tx, self.metric_objects  # resolve names now: a bad one fails here
 
     @functools.cached_property
@@ -86,31 +130,54 @@ class Trainer:
         return tuple(metrics_lib.get(m) for m in self.metrics)
 
     # -- pure steps ---------------------------------------------------------------
+    def _make_train_step(self):
+        return make_train_step(self.model, self.loss_fn, self.tx, self.metric_objects, policy=self.policy,
+                               accumulate_steps=self.accumulate_steps, check_finite=self.check_finite)
+
+    def _make_eval_step(self):
+        return make_eval_step(self.model, self.loss_fn, self.metric_objects, policy=self.policy)
+
     @functools.cached_property
     def train_step(self) -> Callable:
         """Jitted `(state, batch) -> (state, stats)`; the input state is donated."""
-        return jax.jit(make_train_step(self.model, self.loss_fn, self.tx, self.metric_objects), donate_argnums=0)
+        return jax.jit(self._make_train_step(), donate_argnums=0)
 
     @functools.cached_property
     def eval_step(self) -> Callable:
         """Jitted `(params, model_state, batch) -> stats`, inference mode."""
-        return jax.jit(make_eval_step(self.model, self.loss_fn, self.metric_objects))
+        return jax.jit(self._make_eval_step())
 
     @functools.cached_property
     def _fit_step(self):
-        train_step = make_train_step(self.model, self.loss_fn, self.tx, self.metric_objects)
+        train_step = self._make_train_step()
 
-        def fit_step(state, totals, data, perm, index, batch_size):
+        def fit_step(state, totals, guard, data, perm, index, batch_size):
             idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
             batch = jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), data)
-            state, stats = train_step(state, batch)
-            return state, jax.tree_util.tree_map(jnp.add, totals, stats)
+            if not self.check_finite:
+                state, stats = train_step(state, batch)
+                return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
+            # Once a step went non-finite, later steps change nothing: the state stays the last good one.
+            enabled, step = guard["step"] < 0, state.step
+            state, stats = train_step(state, batch, enabled)
+            flags = stats.pop("nonfinite")
+            bad = enabled & (flags["loss"] | jnp.any(jnp.stack(jax.tree_util.tree_leaves(flags["grads"]))))
+            keep_first = lambda new, old: jnp.where(bad, new, old)
+            guard = {"step": keep_first(step, guard["step"]), "loss": keep_first(flags["loss"], guard["loss"]),
+                     "grads": jax.tree_util.tree_map(keep_first, flags["grads"], guard["grads"])}
+            return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
 
         return jax.jit(fit_step, static_argnames="batch_size", donate_argnums=0)
 
+    def _fresh_guard(self, state):
+        if not self.check_finite:
+            return {}
+        return {"step": jnp.int32(-1), "loss": jnp.bool_(False),
+                "grads": jax.tree_util.tree_map(lambda _: jnp.bool_(False), state.params)}
+
     @functools.cached_property
     def _eval_chunk(self):
-        eval_step = make_eval_step(self.model, self.loss_fn, self.metric_objects)
+        eval_step = self._make_eval_step()
 
         def eval_chunk(params, model_state, totals, data, index, batch_size):
             stats = eval_step(params, model_state, _slice_batch(data, index * batch_size, batch_size))
@@ -122,7 +189,7 @@ class Trainer:
     def _predict_chunk(self):
         def predict_chunk(params, model_state, inputs, index, batch_size):
             batch = _slice_batch(inputs, index * batch_size, batch_size)
-            return self.model.apply(params, batch, state=model_state, train=False)[0]
+            return forward(self.model, self.policy, params, batch, model_state, None, False)[0]
 
         return jax.jit(predict_chunk, static_argnames="batch_size")
 
@@ -133,7 +200,8 @@ class Trainer:
         init_key, state_key = jax.random.split(key)
         _, params, model_state = self.model.init(init_key, (None, *as_shape(input_shape)))
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                          opt_state=self.tx.init(params), key=state_key)
+                          opt_state=self.tx.init(params), key=state_key,
+                          loss_scale=LossScale.create() if self.policy.loss_scaling else None)
 
     def output_spec(self, state: TrainState, x) -> jax.ShapeDtypeStruct:
         """Shape of the model's output for inputs like `x`; a mismatch raises naming the layer."""
@@ -168,8 +236,7 @@ class Trainer:
     # -- loops --------------------------------------------------------------------
     def _zero_stats(self, state, data, batch_size):
         batch = _slice_batch(data, 0, batch_size)
-        shapes = jax.eval_shape(make_eval_step(self.model, self.loss_fn, self.metric_objects),
-                                state.params, state.model_state, batch)
+        shapes = jax.eval_shape(self._make_eval_step(), state.params, state.model_state, batch)
         return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def _padded(self, x, y, batch_size):
@@ -214,15 +281,21 @@ class Trainer:
 
     def fit(self, state: TrainState, x, y, *, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple | None = None, validation_split: float = 0.0, shuffle: bool = True,
-            callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0):
-        """Train for `epochs`; returns `(state, History)` with Keras's keys per epoch.
+            callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
+            log_every_steps: int = LOG_EVERY_STEPS):
+        """Train for `epochs`; returns `(state, History)` with Keras's keys per epoch (and `lr`).
 
         Each epoch is shuffled from the state's key and the epoch number, so the
         same seed gives the same History. The last partial batch of an epoch is
         dropped (one compiled step shape); validation counts every example.
+        The running metrics are fetched from the device every `log_every_steps`
+        steps (for `on_log` callbacks), never in between.
         """
         epochs = _positive_int("epochs", epochs)
         batch_size = _positive_int("batch_size", batch_size)
+        log_every_steps = _positive_int("log_every_steps", log_every_steps)
+        if batch_size % self.accumulate_steps:
+            raise ValueError(f"batch_size {batch_size} must be a multiple of accumulate_steps {self.accumulate_steps}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         if validation_split and validation_data is not None:
@@ -241,36 +314,85 @@ class Trainer:
 
         data = jax.device_put({"inputs": x, "targets": np.asarray(y)})
         steps = n // batch_size
-        history = History()
-        run = Run(trainer=self, state=state, history=history, epochs=epochs, steps_per_epoch=steps)
-        callbacks = ([ProgressLogger()] if verbose else []) + list(callbacks)
+        callbacks = sorted(([ProgressLogger()] if verbose else []) + list(callbacks), key=lambda cb: cb.order)
+        run = Run(trainer=self, state=state, history=History(), epochs=epochs, steps_per_epoch=steps,
+                  epoch=initial_epoch, step=int(state.step), totals=self._zero_stats(state, data, batch_size),
+                  guard=self._fresh_guard(state), callbacks=callbacks,
+                  log_keys=self._log_keys(state, validation_data is not None))
         for cb in callbacks:
-            cb.on_train_begin(run)
-        for epoch in range(initial_epoch, epochs):
+            if cb.monitor is not None and cb.monitor not in run.log_keys:
+                raise ValueError(f"{type(cb).__name__} monitors {cb.monitor!r}, which this run never produces; "
+                                 f"it produces: {', '.join(run.log_keys)}")
+        with _SigtermFlag() as sigterm:
             for cb in callbacks:
-                cb.on_epoch_begin(run, epoch)
-            perm = (_permutation(run.state.key, epoch, n) if shuffle else jnp.arange(n))
-            totals = self._zero_stats(run.state, data, batch_size)
-            in_flight = collections.deque()
-            for i in range(steps):
-                run.state, totals = self._fit_step(run.state, totals, data, perm, i, batch_size=batch_size)
-                in_flight.append(totals)
-                if len(in_flight) > MAX_STEPS_IN_FLIGHT:
-                    jax.block_until_ready(in_flight.popleft())
+                cb.on_train_begin(run)
+            while run.epoch < epochs and not run.stop_training and not sigterm.requested:
+                self._fit_epoch(run, data, n, batch_size, shuffle, log_every_steps, sigterm)
+                if run.stop_training or sigterm.requested:
+                    break
+                logs = results(self.metric_objects, jax.device_get(run.totals))
+                if validation_data is not None:
+                    val = self._evaluate_padded(run.state, val_data, val_batches, batch_size)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                lr = optimizers.learning_rate(run.state.opt_state)
+                if lr is not None:
+                    logs["lr"] = float(lr)
+                run.history.append(run.epoch, logs)
+                run.epoch_done = True
                 for cb in callbacks:
-                    cb.on_step_end(run, i)
-            logs = results(self.metric_objects, jax.device_get(totals))
-            if validation_data is not None:
-                val = self._evaluate_padded(run.state, val_data, val_batches, batch_size)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            history.append(epoch, logs)
+                    cb.on_epoch_end(run, run.epoch, logs)
+                run.epoch, run.position, run.epoch_done = run.epoch + 1, 0, False
+                run.totals = self._zero_stats(run.state, data, batch_size)
+            if sigterm.requested:
+                for cb in callbacks:
+                    cb.on_interrupt(run)
+                run.stop_reason = (f"Stopped by SIGTERM at step {run.step} (epoch {run.epoch + 1}, step {run.position} "
+                                   f"of {steps}); " + (f"checkpoint saved to {run.last_checkpoint}"
+                                                       if run.last_checkpoint else "no checkpoint was saved"))
+            run.history.stop_reason = run.stop_reason
             for cb in callbacks:
-                cb.on_epoch_end(run, epoch, logs)
-            if run.stop_training:
-                break
-        for cb in callbacks:
-            cb.on_train_end(run)
-        return run.state, history
+                cb.on_train_end(run)
+        if sigterm.requested:
+            raise TrainingInterrupted(run.stop_reason, run.state, run.history)
+        return run.state, run.history
+
+    def _fit_epoch(self, run: Run, data, n, batch_size, shuffle, log_every_steps, sigterm) -> None:
+        """The steps of `run.epoch` from `run.position` on; stops early on SIGTERM, a stop request or NaN."""
+        for cb in run.callbacks:
+            cb.on_epoch_begin(run, run.epoch)
+        perm = _permutation(run.state.key, run.epoch, n) if shuffle else jnp.arange(n)
+        in_flight = collections.deque()
+        for i in range(run.position, run.steps_per_epoch):
+            run.state, run.totals, run.guard = self._fit_step(run.state, run.totals, run.guard, data, perm, i,
+                                                              batch_size=batch_size)
+            run.step, run.position = run.step + 1, i + 1
+            in_flight.append(run.totals)
+            if len(in_flight) > MAX_STEPS_IN_FLIGHT:
+                jax.block_until_ready(in_flight.popleft())
+            if run.step % log_every_steps == 0:
+                if self._stopped_nonfinite(run):
+                    return
+                logs = results(self.metric_objects, jax.device_get(run.totals))
+                for cb in run.callbacks:
+                    cb.on_log(run, logs)
+            for cb in run.callbacks:
+                cb.on_step_end(run, i)
+            if run.stop_training or sigterm.requested:
+                return
+        self._stopped_nonfinite(run)
+
+    def _stopped_nonfinite(self, run: Run) -> bool:
+        if not self.check_finite:
+            return False
+        reason = run.nonfinite()
+        if reason is not None:
+            run.stop_training, run.stop_reason = True, reason
+        return reason is not None
+
+    def _log_keys(self, state, validation: bool) -> tuple[str, ...]:
+        keys = ("loss", *(m.name for m in self.metric_objects))
+        lr = ("lr",) if optimizers.learning_rate(state.opt_state) is not None else ()
+        return keys + (tuple(f"val_{k}" for k in keys) if validation else ()) + lr
 
 
 @functools.partial(jax.jit, static_argnums=2)

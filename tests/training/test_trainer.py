@@ -46,7 +46,7 @@ def test_same_seed_same_history_other_seed_other_history():
         runs.append(trainer.fit(state, x, y, epochs=3, batch_size=32, validation_split=0.2, verbose=0)[1].history)
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
-    assert set(runs[0]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(runs[0]) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     assert all(len(v) == 3 for v in runs[0].values())
 
 
