@@ -107,11 +107,12 @@ def _format_shape(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def summary(model: Layer, input_shape, *, params=None, state=None, print_fn=print) -> str:
+def summary(model: Layer, input_shape, *, params=None, state=None, print_fn=print, policy=None) -> str:
     """Print (and return) a Keras-style table of layers, output shapes and parameter counts.
 
     `input_shape` excludes the batch dimension, as in Keras: `summary(model, (28, 28))`.
-    Shapes come from `jax.eval_shape`; nothing is computed.
+    Shapes come from `jax.eval_shape`; nothing is computed. With a precision
+    `policy` (jaxnn.training.precision), a last line names its dtypes.
     """
     full_shape = (None, *as_shape(input_shape))
     if params is None or state is None:
@@ -134,6 +135,8 @@ def summary(model: Layer, input_shape, *, params=None, state=None, print_fn=prin
     out += [f"Total params: {trainable + non_trainable:,}",
             f"Trainable params: {trainable:,}",
             f"Non-trainable params: {non_trainable:,}"]
+    if policy is not None:
+        out.append(policy.describe())
     text = "\n".join(out)
     if print_fn is not None:
         print_fn(text)
