@@ -75,6 +75,12 @@ class Layer:
         """Forward pass `(params, x) -> (y, new_state)`; pure, jittable."""
         raise NotImplementedError(f"{type(self).__name__} must define apply")
 
+    def __call__(self, inputs):
+        """Call on symbolic tensors (from `jaxnn.Input`) to build a graph model; returns symbolic outputs."""
+        from jaxnn.functional import call_layer  # the graph builder sits above the layers
+
+        return call_layer(self, inputs)
+
     @property
     def default_name(self) -> str:
         return snake_case(type(self).__name__)

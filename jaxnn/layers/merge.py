@@ -1,0 +1,128 @@
+"""Merge layers: combine a list of inputs into one (Keras's Add, Subtract, ..., Concatenate).
+
+Their `init` takes a list of shapes and `apply` a list of arrays, so in a graph
+they are called on a list of symbolic tensors:
+
+    merged = Add()([Dense(8)(x), Dense(8)(y)])
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, ClassVar
+
+import jax.numpy as jnp
+
+from jaxnn.layers.base import Layer, ShapeError, as_shape
+
+
+def _fmt(shapes) -> str:
+    return ", ".join(str(tuple(s)) for s in shapes)
+
+
+def _shapes_of(xs):
+    """Array shapes of a list of inputs (a lone array gives its own shape, which `_shape_list` rejects)."""
+    return [x.shape for x in xs] if isinstance(xs, (list, tuple)) else xs.shape
+
+
+def _shape_list(layer: Layer, input_shapes, count: int | None) -> list[tuple]:
+    """The list of input shapes a merge layer takes: at least two, or exactly `count`."""
+    if not isinstance(input_shapes, (list, tuple)) or not all(isinstance(s, (list, tuple)) for s in input_shapes):
+        raise ShapeError(f"{type(layer).__name__} takes a list of inputs, got a single input of shape {input_shapes}")
+    wanted = f"exactly {count}" if count else "at least 2"
+    if len(input_shapes) < 2 or (count and len(input_shapes) != count):
+        raise ShapeError(f"{type(layer).__name__} takes {wanted} inputs, got {len(input_shapes)}: {_fmt(input_shapes)}")
+    return [as_shape(s) for s in input_shapes]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Elementwise(Layer):
+    """Applies `op` across inputs of one shape (batch dimensions may differ in None vs a size)."""
+
+    op: ClassVar[Callable]
+    count: ClassVar[int | None] = None
+
+    def init(self, key, input_shapes):
+        shapes = _shape_list(self, input_shapes, self.count)
+        if len({s[1:] for s in shapes}) > 1:
+            raise ShapeError(f"{type(self).__name__} needs inputs of one shape, got {_fmt(shapes)}")
+        return shapes[0], {}, {}
+
+    def apply(self, params, xs, *, state=None, key=None, train=False):
+        shapes = _shape_list(self, _shapes_of(xs), self.count)
+        if len(set(shapes)) > 1:
+            raise ShapeError(f"{type(self).__name__} needs inputs of one shape, got {_fmt(shapes)}")
+        return type(self).op(list(xs)), {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Add(_Elementwise):
+    """Sum of the inputs."""
+
+    op = staticmethod(lambda xs: functools.reduce(jnp.add, xs))
+
+
+@dataclasses.dataclass(frozen=True)
+class Subtract(_Elementwise):
+    """First input minus the second (exactly two inputs)."""
+
+    op = staticmethod(lambda xs: xs[0] - xs[1])
+    count = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Multiply(_Elementwise):
+    """Elementwise product of the inputs."""
+
+    op = staticmethod(lambda xs: functools.reduce(jnp.multiply, xs))
+
+
+@dataclasses.dataclass(frozen=True)
+class Average(_Elementwise):
+    """Elementwise mean of the inputs."""
+
+    op = staticmethod(lambda xs: functools.reduce(jnp.add, xs) / len(xs))
+
+
+@dataclasses.dataclass(frozen=True)
+class Maximum(_Elementwise):
+    """Elementwise maximum of the inputs."""
+
+    op = staticmethod(lambda xs: functools.reduce(jnp.maximum, xs))
+
+
+@dataclasses.dataclass(frozen=True)
+class Minimum(_Elementwise):
+    """Elementwise minimum of the inputs."""
+
+    op = staticmethod(lambda xs: functools.reduce(jnp.minimum, xs))
+
+
+@dataclasses.dataclass(frozen=True)
+class Concatenate(Layer):
+    """Joins the inputs along `axis` (default the last); the other dimensions must agree."""
+
+    axis: int = -1
+
+    def __post_init__(self):
+        if isinstance(self.axis, bool) or not isinstance(self.axis, int) or self.axis == 0:
+            raise ValueError(f"Concatenate axis must be a non-batch axis (an int other than 0), got {self.axis!r}")
+
+    def _output_shape(self, shapes: list[tuple]) -> tuple:
+        rank = len(shapes[0])
+        if not -rank < self.axis < rank or any(len(s) != rank for s in shapes):
+            raise ShapeError(f"Concatenate(axis={self.axis}) needs inputs of one rank > |axis|, got {_fmt(shapes)}")
+        axis = self.axis % rank
+        others = {s[:axis] + s[axis + 1:] for s in shapes}
+        if len({o[1:] for o in others}) > 1:
+            raise ShapeError(f"Concatenate(axis={self.axis}) needs inputs that agree off that axis, got {_fmt(shapes)}")
+        sizes = [s[axis] for s in shapes]
+        joined = None if None in sizes else sum(sizes)
+        return shapes[0][:axis] + (joined,) + shapes[0][axis + 1:]
+
+    def init(self, key, input_shapes):
+        return self._output_shape(_shape_list(self, input_shapes, None)), {}, {}
+
+    def apply(self, params, xs, *, state=None, key=None, train=False):
+        self._output_shape(_shape_list(self, _shapes_of(xs), None))
+        return jnp.concatenate(list(xs), axis=self.axis), {}
