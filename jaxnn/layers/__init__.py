@@ -2,12 +2,16 @@
 from jaxnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax
 from jaxnn.layers.base import Layer, ShapeError, abstract_init, count_params
 from jaxnn.layers.core import Activation, Dense, Dropout, Flatten, Reshape
+from jaxnn.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from jaxnn.layers.wrappers import FlaxModule, FunctionLayer
 from jaxnn.registry import Registry
 
 LAYERS: Registry = Registry("layer")
 for _cls in (ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax):
     LAYERS.register(_cls.__name__, _cls)
 for _cls in (Activation, Dense, Dropout, Flatten, Reshape):
+    LAYERS.register(_cls.__name__, _cls)
+for _cls in (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract):
     LAYERS.register(_cls.__name__, _cls)
 
 
