@@ -97,9 +97,10 @@ def test_matches_formula(name, options, targets, preds, reference):
 
 @pytest.mark.parametrize("name,options,targets,preds,reference", CASES, ids=IDS)
 def test_gradient_matches_finite_differences(name, options, targets, preds, reference):
+    # Reverse mode only: losses are differentiated by jax.grad; forward mode is checked on the activations.
     fn = losses.get(name, **options)
     with jax.enable_x64():
-        check_grads(lambda p: fn(jnp.asarray(targets), p), (jnp.asarray(preds),), order=1, modes=("fwd", "rev"))
+        check_grads(lambda p: fn(jnp.asarray(targets), p), (jnp.asarray(preds),), order=1, modes=("rev",))
 
 
 SATURATED = [
