@@ -1,7 +1,8 @@
 """Train a jaxnn config:  python train.py --config configs/fashion_mnist_mlp.py --workdir runs/mlp
 
 Override any field from the command line, e.g. `--config.train.epochs=3`;
-a misspelled field is an error.
+a misspelled field is an error. Running again with the same `--workdir`
+resumes from its newest checkpoint; SIGTERM saves one and exits (status 143).
 """
 import os
 import re
@@ -14,6 +15,7 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/fashion_mnist_mlp.py", "Path to a config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for history, results, curves and checkpoints.")
+_QUIET = flags.DEFINE_bool("quiet", False, "Print nothing but warnings and errors (no summary, no progress).")
 
 
 def _enable_compilation_cache() -> None:
@@ -44,11 +46,16 @@ def main(argv):
         raise app.UsageError("--workdir is required (where results, curves and checkpoints go)")
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     _enable_compilation_cache()
-    from jaxnn.runner import run
+    from jaxnn.checkpoint import CorruptCheckpointError
+    from jaxnn.runner import NonFiniteError, run
+    from jaxnn.training.trainer import TrainingInterrupted
 
     try:
-        run(_CONFIG.value, _WORKDIR.value)
-    except ValueError as e:
+        run(_CONFIG.value, _WORKDIR.value, print_fn=None if _QUIET.value else print)
+    except TrainingInterrupted as e:
+        print(f"{e}; run the same command again to resume", file=sys.stderr)
+        sys.exit(143)
+    except (ValueError, NonFiniteError, CorruptCheckpointError) as e:
         sys.exit(f"error: {e}")
 
 

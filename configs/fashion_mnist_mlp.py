@@ -14,8 +14,15 @@ def get_config():
     config.model = dict(name="mlp", hidden_units=(512, 256), activation="relu", dropout=0.2,
                         output_activation="softmax")
     config.loss = dict(name="sparse_categorical_crossentropy")
-    config.optimizer = dict(name="adam", learning_rate=1e-3)
-    config.train = dict(epochs=20, batch_size=128, validation_split=0.1, shuffle=True, metrics=("accuracy",))
+    config.optimizer = dict(name="adam", learning_rate=1e-3, global_clipnorm=config_dict.placeholder(float),
+                            schedule=dict(name="constant"))
+    config.train = dict(epochs=20, batch_size=128, validation_split=0.1, shuffle=True, metrics=("accuracy",),
+                        accumulate_steps=1, precision="float32", check_finite=False, terminate_on_nan=True,
+                        log_every_steps=50, tensorboard=True, histogram_freq=1,
+                        early_stopping=dict(enabled=False, monitor="val_loss", patience=3, min_delta=0.0,
+                                            mode="auto", restore_best_weights=True),
+                        reduce_lr_on_plateau=dict(enabled=False, monitor="val_loss", factor=0.1, patience=10,
+                                                  min_delta=1e-4, cooldown=0, min_lr=0.0))
     config.eval = dict(batch_size=1000)
-    config.checkpoint = dict(save_final=True)
+    config.checkpoint = dict(save_final=True, every_steps=0, keep=3, monitor="val_loss", resume=True)
     return config

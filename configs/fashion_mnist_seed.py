@@ -18,8 +18,15 @@ def get_config():
         dict(type="Dense", units=10, activation="softmax"),
     ])
     config.loss = dict(name="sparse_categorical_crossentropy")
-    config.optimizer = dict(name="rmsprop")  # Keras defaults: lr 1e-3, rho 0.9, eps 1e-7
-    config.train = dict(epochs=5, batch_size=32, validation_split=0.2, shuffle=True, metrics=("accuracy",))
+    config.optimizer = dict(name="rmsprop", global_clipnorm=config_dict.placeholder(float),
+                            schedule=dict(name="constant"))  # Keras defaults: lr 1e-3, rho 0.9, eps 1e-7
+    config.train = dict(epochs=5, batch_size=32, validation_split=0.2, shuffle=True, metrics=("accuracy",),
+                        accumulate_steps=1, precision="float32", check_finite=False, terminate_on_nan=True,
+                        log_every_steps=50, tensorboard=True, histogram_freq=1,
+                        early_stopping=dict(enabled=False, monitor="val_loss", patience=3, min_delta=0.0,
+                                            mode="auto", restore_best_weights=True),
+                        reduce_lr_on_plateau=dict(enabled=False, monitor="val_loss", factor=0.1, patience=10,
+                                                  min_delta=1e-4, cooldown=0, min_lr=0.0))
     config.eval = dict(batch_size=1000)
-    config.checkpoint = dict(save_final=True)
+    config.checkpoint = dict(save_final=True, every_steps=0, keep=3, monitor="val_loss", resume=True)
     return config

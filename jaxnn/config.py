@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from typing import Any, Callable
 
 import jax
@@ -22,6 +23,32 @@ from jaxnn.registry import Registry
 from jaxnn.training.trainer import Trainer
 
 MODELS: Registry = Registry("model")
+
+# Optional fields of the train and checkpoint sections, with their defaults
+# (a config may leave any of them out; fields not listed here are errors).
+TRAIN_DEFAULTS = dict(
+    validation_split=0.0, shuffle=True, metrics=("accuracy",),
+    accumulate_steps=1,          # gradients of k micro-batches summed in one step
+    precision="float32",         # or mixed_bfloat16, mixed_float16 (with loss scaling)
+    check_finite=False,          # NaN/inf loss or gradient stops at that step, naming the parameter
+    terminate_on_nan=True,       # stop when the running loss is NaN/inf (checked at each log)
+    log_every_steps=50,          # steps between fetches of the running metrics
+    tensorboard=True, histogram_freq=1,
+    early_stopping=dict(enabled=False, monitor="val_loss", patience=3, min_delta=0.0, mode="auto",
+                        restore_best_weights=True),
+    reduce_lr_on_plateau=dict(enabled=False, monitor="val_loss", factor=0.1, patience=10, min_delta=1e-4,
+                              cooldown=0, min_lr=0.0),
+)
+CHECKPOINT_DEFAULTS = dict(
+    save_final=True,
+    every_steps=0,               # also checkpoint every N steps (0: at epoch ends only)
+    keep=3,                      # the last K checkpoints are kept, plus the best by `monitor`
+    monitor="val_loss",          # "" keeps no best
+    resume=True,                 # continue from the newest checkpoint in the workdir
+)
+# Fields that do not change what is computed: a resumed run may differ in these.
+_NOT_FINGERPRINTED = {"eval": None, "checkpoint": None,
+                      "train": ("log_every_steps", "tensorboard", "histogram_freq"), "dataset": ("data_dir",)}
 SECTIONS = ("seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint")
 
 
@@ -56,6 +83,30 @@ def _call_checked(fn: Callable, field: str, options: dict, fixed: dict | None = 
     if unknown:
         raise ValueError(f"unknown field {field}.{unknown[0]}; allowed: {', '.join(allowed)}")
     return fn(**options, **(fixed or {}))
+
+
+def with_defaults(section: str, values: dict, defaults: dict) -> dict:
+    """`values` over `defaults` (nested dicts merged); a field not in `defaults` raises naming it."""
+    out = dict(defaults)
+    for key, value in values.items():
+        if key not in defaults:
+            raise ValueError(f"unknown field {section}.{key}; allowed: {', '.join(defaults)}")
+        if isinstance(defaults[key], dict):
+            value = with_defaults(f"{section}.{key}", _plain(value), defaults[key])
+        out[key] = value
+    return out
+
+
+def fingerprint(config: ml_collections.ConfigDict) -> dict:
+    """The config as plain JSON, less the fields that do not change the numbers (eval, checkpointing, logging)."""
+    plain = json.loads(config.to_json())
+    for section, fields in _NOT_FINGERPRINTED.items():
+        if fields is None:
+            plain.pop(section, None)
+        elif isinstance(plain.get(section), dict):
+            for field in fields:
+                plain[section].pop(field, None)
+    return plain
 
 
 def _positive_int(field: str, value) -> int:
@@ -98,15 +149,24 @@ def build_loss(loss_cfg: dict) -> Callable:
     return losses.get(name, **options)
 
 
-def build_optimizer(opt_cfg: dict):
+def build_optimizer(opt_cfg: dict, total_steps: int = 1):
+    """The optimizer section as an optax transformation; schedules that default to the whole run span `total_steps`."""
     options = dict(opt_cfg)
     name = options.pop("name", None) or ""
+    schedule = options.pop("schedule", None)
+    clipnorm = options.pop("global_clipnorm", None)
     optimizers.OPTIMIZERS.get(name)
-    return optimizers.get(name, **options)
+    return optimizers.get(name, schedule_options=_plain(schedule) if schedule else None,
+                          global_clipnorm=clipnorm, total_steps=total_steps, **options)
 
 
-def build(config: ml_collections.ConfigDict) -> Experiment:
-    """Validate `config` and build the experiment; raises ValueError naming the bad field."""
+def build(config: ml_collections.ConfigDict, total_steps: int | None = None) -> Experiment:
+    """Validate `config` and build the experiment; raises ValueError naming the bad field.
+
+    `total_steps` (the run's step count, known once the data is loaded) sets the
+    length of schedules that span the whole run; without it they are built for
+    a nominal long run, for validation only.
+    """
     from jaxnn import data
 
     unknown = sorted(set(config.keys()) - set(SECTIONS))
@@ -117,6 +177,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         raise ValueError(f"dataset.name must be one of {', '.join(data.SUPPORTED)}, got {dataset.get('name')!r}")
     info = data.dataset_info(dataset["name"])
     train = _plain(config.train)
+    train = {**with_defaults("train", {k: v for k, v in train.items() if k not in ("epochs", "batch_size")},
+                             TRAIN_DEFAULTS), "epochs": train.get("epochs"), "batch_size": train.get("batch_size")}
     _positive_int("train.epochs", train.get("epochs"))
     _positive_int("train.batch_size", train.get("batch_size"))
     split = train.get("validation_split", 0.0)
@@ -127,9 +189,15 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     metric_names = tuple(train.get("metrics", ("accuracy",)))
     for name in metric_names:
         metrics_lib.get(name)
+    _check_train_options(train)
+    checkpoint = with_defaults("checkpoint", _plain(config.checkpoint), CHECKPOINT_DEFAULTS)
+    _non_negative_int("checkpoint.every_steps", checkpoint["every_steps"])
+    _positive_int("checkpoint.keep", checkpoint["keep"])
     model = build_model(_plain(config.model), info.num_classes)
-    trainer = Trainer(model, loss=build_loss(_plain(config.loss)), optimizer=build_optimizer(_plain(config.optimizer)),
-                      metrics=metric_names)
+    optimizer = build_optimizer(_plain(config.optimizer), total_steps or 2**31 - 1)
+    trainer = Trainer(model, loss=build_loss(_plain(config.loss)), optimizer=optimizer, metrics=metric_names,
+                      policy=train["precision"], accumulate_steps=train["accumulate_steps"],
+                      check_finite=train["check_finite"])
     # Shapes are known now: a model that does not fit the data fails before any data is read.
     abstract_state = jax.eval_shape(lambda: trainer.init(0, info.input_shape))
     trainer.check_data(abstract_state, np.zeros((1, *info.input_shape), np.float32), np.zeros((1,), np.int32))
@@ -137,5 +205,26 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     return Experiment(trainer=trainer, dataset=dataset, train=train, eval=eval_cfg,
-                      checkpoint=_plain(config.checkpoint), seed=seed)
+                      checkpoint=checkpoint, seed=seed)
 
+
+def _non_negative_int(field: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{field} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _check_train_options(train: dict) -> None:
+    """The loop options of the train section: one line naming a bad field."""
+    from jaxnn.training.precision import POLICIES
+
+    accumulate = _positive_int("train.accumulate_steps", train["accumulate_steps"])
+    if train["batch_size"] % accumulate:
+        raise ValueError(f"train.batch_size {train['batch_size']} must be a multiple of "
+                         f"train.accumulate_steps {accumulate}")
+    if train["precision"] not in POLICIES:
+        raise ValueError(f"train.precision must be one of {', '.join(POLICIES)}, got {train['precision']!r}")
+    _positive_int("train.log_every_steps", train["log_every_steps"])
+    _non_negative_int("train.histogram_freq", train["histogram_freq"])
+    for section in ("early_stopping", "reduce_lr_on_plateau"):
+        _non_negative_int(f"train.{section}.patience", train[section]["patience"])

@@ -303,6 +303,7 @@ class CSVLogger(Callback):
         writer.writerow(["epoch", *keys])
         for i, e in enumerate(run.history.epoch):
             writer.writerow([e, *(repr(hist[k][i]) if i < len(hist[k]) else "" for k in keys)])
+        os.makedirs(os.path.dirname(os.path.abspath(self.filename)), exist_ok=True)
         write_atomic(self.filename, out.getvalue())
 
 
@@ -314,6 +315,7 @@ class PlotHistory(Callback):
 
     def on_epoch_end(self, run, epoch, logs):
         directory, name = os.path.split(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".tmp-{name}")
         plot_history(run.history, tmp)
         os.replace(tmp, self.path)
