@@ -1,8 +1,20 @@
 """Datasets for jaxnn: TFDS splits as numpy arrays, with an offline source for Fashion-MNIST.
 
+Images come scaled to [0, 1]; text datasets are vectorized as the config's
+`dataset` fields say (`TextEncoding`: multi-hot or padded sequences, integer or
+one-hot labels), see `jaxnn.data.text`. Tiny logic-gate tables live in `jaxnn.data.toy`.
+
 Importing this package does not import TensorFlow; `load_arrays` does, on first use.
 """
-from jaxnn.data.loading import load_arrays
-from jaxnn.data.specs import SUPPORTED, DatasetSpec, DatasetUnavailableError, dataset_info
+from jaxnn.data.loading import load_arrays, load_splits, read_texts
+from jaxnn.data.specs import (
+    SUPPORTED,
+    DatasetSpec,
+    DatasetUnavailableError,
+    TextEncoding,
+    dataset_info,
+    dataset_options,
+)
 
-__all__ = ["SUPPORTED", "DatasetSpec", "DatasetUnavailableError", "dataset_info", "load_arrays"]
+__all__ = ["SUPPORTED", "DatasetSpec", "DatasetUnavailableError", "TextEncoding", "dataset_info",
+           "dataset_options", "load_arrays", "load_splits", "read_texts"]

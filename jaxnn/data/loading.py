@@ -1,4 +1,4 @@
-"""Whole TFDS splits as numpy arrays, with an offline path for Fashion-MNIST.
+"""Whole TFDS splits as numpy arrays (images scaled, text vectorized), with an offline path for Fashion-MNIST.
 
 Resolution for a dataset that is not prepared in `data_dir` yet:
 Fashion-MNIST is prepared from Debian's IDX files when they are present
@@ -16,12 +16,15 @@ import os
 
 import numpy as np
 
+from jaxnn.data import text
 from jaxnn.data.specs import (
     DEBIAN_FASHION_MNIST_DIR,
     FASHION_MNIST_DIR_ENV,
     FASHION_MNIST_IDX_FILES,
+    TEXT_SOURCES,
     DatasetUnavailableError,
-    check_name,
+    dataset_info,
+    text_encoding,
 )
 
 _PROBE_TIMEOUT_S = 5.0
@@ -85,27 +88,70 @@ def _prepare(tfds, name: str, data_dir: str | None) -> None:
     builder.download_and_prepare()
 
 
-def _load(tfds, name: str, split: str, data_dir: str | None):
-    return tfds.load(name, split=split, data_dir=data_dir, download=False, batch_size=_CHUNK, as_supervised=True)
+def _load(tfds, name: str, split: str, data_dir: str | None, as_supervised: bool):
+    return tfds.load(name, split=split, data_dir=data_dir, download=False, batch_size=_CHUNK,
+                     as_supervised=as_supervised)
 
 
-def load_arrays(name: str, split: str, *, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Split `split` of dataset `name` as (images, labels) numpy arrays.
-
-    Images are float32 in [0, 1] shaped (N, H, W, C), labels int32 shaped (N,);
-    `split` takes TFDS syntax ("train", "test[:1000]"). `data_dir` defaults to
-    TFDS's ($TFDS_DATA_DIR or ~/tensorflow_datasets). Example:
-
-        images, labels = load_arrays("fashion_mnist", "train")  # (60000, 28, 28, 1), (60000,)
-    """
-    check_name(name)
+def _batches(name: str, split: str, data_dir: str | None, *, as_supervised: bool) -> list:
+    """TFDS's batches of `split` as numpy, after preparing `name` in `data_dir` if it is not there yet."""
     tfds = _tfds()
     try:
-        dataset = _load(tfds, name, split, data_dir)
+        dataset = _load(tfds, name, split, data_dir, as_supervised)
     except AssertionError:  # TFDS's "could not find data in <data_dir>": not prepared there yet.
         _prepare(tfds, name, data_dir)
-        dataset = _load(tfds, name, split, data_dir)
-    chunks = list(tfds.as_numpy(dataset))
+        dataset = _load(tfds, name, split, data_dir, as_supervised)
+    return list(tfds.as_numpy(dataset))
+
+
+def _image_arrays(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    chunks = _batches(name, split, data_dir, as_supervised=True)
     images = np.concatenate([chunk_images for chunk_images, _ in chunks])
     labels = np.concatenate([chunk_labels for _, chunk_labels in chunks])
     return np.divide(images, 255, dtype=np.float32), labels.astype(np.int32)
+
+
+def read_texts(name: str, split: str, *, data_dir: str | None = None) -> tuple[list[str], np.ndarray]:
+    """Split `split` of text dataset `name` as (documents, int32 labels); a document joins the text features."""
+    features = TEXT_SOURCES[name].text_features
+    texts, labels = [], []
+    for batch in _batches(name, split, data_dir, as_supervised=False):
+        columns = (batch[feature] for feature in features)
+        texts += [" ".join(value.decode("utf-8") for value in row) for row in zip(*columns)]
+        labels.append(batch["label"])
+    return texts, np.concatenate(labels).astype(np.int32)
+
+
+def load_splits(name: str, splits, *, data_dir: str | None = None, **options) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each of `splits` of dataset `name` as (inputs, labels) numpy arrays, as `dataset_info(name, **options)` says.
+
+    Images are float32 in [0, 1] shaped (N, H, W, C). Text is encoded with a
+    vocabulary built from the first split only (pass the training split first),
+    so test words unseen in training become the OOV id. Labels are int32 shaped
+    (N,), or float32 one-hot (N, classes) with `label_encoding="one_hot"`.
+
+        (x_train, y_train), (x_test, y_test) = load_splits("imdb_reviews", ["train", "test"], num_words=10_000)
+    """
+    info = dataset_info(name, **options)
+    splits = list(splits)
+    if not splits:
+        raise ValueError(f"splits must name at least one split of {name}, got none")
+    if name not in TEXT_SOURCES:
+        return [_image_arrays(name, split, data_dir) for split in splits]
+    encoding = text_encoding(**options)
+    raw = [read_texts(name, split, data_dir=data_dir) for split in splits]
+    vocab = text.build_vocabulary(raw[0][0], encoding.num_words)
+    encode_labels = (lambda y: np.eye(info.num_classes, dtype=np.float32)[y]) if info.target_shape else (lambda y: y)
+    return [(text.vectorize(texts, vocab, encoding), encode_labels(labels)) for texts, labels in raw]
+
+
+def load_arrays(name: str, split: str, *, data_dir: str | None = None, **options) -> tuple[np.ndarray, np.ndarray]:
+    """Split `split` of dataset `name` as (inputs, labels) numpy arrays (see `load_splits`).
+
+    `split` takes TFDS syntax ("train", "test[:1000]"). `data_dir` defaults to
+    TFDS's ($TFDS_DATA_DIR or ~/tensorflow_datasets). A text split alone is
+    encoded with its own vocabulary: use `load_splits` to share the training one. Example:
+
+        images, labels = load_arrays("fashion_mnist", "train")  # (60000, 28, 28, 1), (60000,)
+    """
+    return load_splits(name, (split,), data_dir=data_dir, **options)[0]
