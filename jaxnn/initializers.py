@@ -98,7 +98,7 @@ def constant(value: float = 0.0):
     return _ini.constant(value)
 
 
-@_register("random_normal")
+@_register("random_normal", "normal")
 def random_normal(mean: float = 0.0, stddev: float = 0.05):
     """N(mean, stddev^2), Keras's defaults mean 0 and stddev 0.05."""
 
@@ -118,7 +118,7 @@ def truncated_normal(mean: float = 0.0, stddev: float = 0.05):
     return init
 
 
-@_register("random_uniform")
+@_register("random_uniform", "uniform")
 def random_uniform(minval: float = -0.05, maxval: float = 0.05):
     """U(minval, maxval), Keras's defaults -0.05 and 0.05."""
     if not minval < maxval:

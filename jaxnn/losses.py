@@ -139,7 +139,7 @@ def kl_divergence(targets, preds):
 def _hinge_targets(targets, preds):
     """Targets in {-1, 1}; binary 0 becomes -1 as in Keras (per element, so no example depends on another)."""
     targets = _match(targets, preds)
-    return jnp.where(targets == 0, -1.0, targets).astype(preds.dtype)
+    return jnp.where(targets == 0, -1.0, targets)
 
 
 @LOSSES.register("hinge")
@@ -203,6 +203,12 @@ def class_weights(targets, class_weight: dict) -> jax.Array:
     return jnp.where(known, table[jnp.clip(classes, 0, table.shape[0] - 1)], 1.0)
 
 
+def _expand_to(weights, per_example):
+    """Per-example weights (batch,) given trailing axes to broadcast against `per_example` (batch, ...)."""
+    weights = jnp.asarray(weights, per_example.dtype)
+    return weights.reshape(weights.shape + (1,) * (per_example.ndim - weights.ndim))
+
+
 def compute(loss, targets, preds, *, sample_weight=None, class_weight: dict | None = None,
             reduction: str = "mean"):
     """Loss `loss` (a name or callable) reduced to a scalar, with sample and class weights.
@@ -216,13 +222,11 @@ def compute(loss, targets, preds, *, sample_weight=None, class_weight: dict | No
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     per_example = get(loss)(targets, preds)
-    weights = jnp.ones(per_example.shape[:1], per_example.dtype)
+    weights = jnp.ones_like(per_example)
     if sample_weight is not None:
-        weights = weights * jnp.asarray(sample_weight, per_example.dtype)
+        weights = weights * _expand_to(sample_weight, per_example)
     if class_weight is not None:
-        weights = weights * class_weights(targets, class_weight).astype(per_example.dtype)
-    weights = jnp.broadcast_to(weights.reshape(weights.shape + (1,) * (per_example.ndim - weights.ndim)),
-                               per_example.shape)
+        weights = weights * _expand_to(class_weights(targets, class_weight), per_example)
     if reduction == "mean":
         return reduce(per_example, weights)
     weighted = per_example * weights
@@ -256,7 +260,8 @@ def get(spec, **options):
         raise ValueError(
             f"unknown option {unknown[0]!r} for loss {getattr(fn, '__name__', fn)!r}; allowed: {', '.join(allowed) or 'none'}"
         )
-    _check_options(**{k: v for k, v in options.items() if k in ("label_smoothing", "delta", "blank_id")})
+    checked = inspect.signature(_check_options).parameters
+    _check_options(**{k: v for k, v in options.items() if k in checked})
     return functools.partial(fn, **options)
 
 

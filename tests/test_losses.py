@@ -201,6 +201,16 @@ def test_class_weights_for_binary_targets_and_plain_mean():
                                np.mean(per_example), rtol=1e-6)
 
 
+def test_compute_broadcasts_sample_weights_over_sequence_losses():
+    labels, logits = LABELS.reshape(2, 3), LOGITS.reshape(2, 3, C)
+    per_token = -_log_softmax(logits)[np.arange(2)[:, None], np.arange(3)[None, :], labels]
+    loss, labels, logits = losses.get("scce", from_logits=True), jnp.asarray(labels), jnp.asarray(logits, jnp.float32)
+    value = losses.compute(loss, labels, logits, sample_weight=[0.0, 2.0], reduction="none")
+    np.testing.assert_allclose(value, per_token * np.array([[0.0], [2.0]]), rtol=1e-5)
+    np.testing.assert_allclose(losses.compute(loss, labels, logits, sample_weight=[0.0, 2.0]), per_token[1].mean(),
+                               rtol=1e-5)
+
+
 def test_reduce_is_a_weighted_mean_that_ignores_zero_weights():
     per_example = jnp.array([1.0, 2.0, 3.0, 100.0])
     np.testing.assert_allclose(losses.reduce(per_example, jnp.array([1.0, 1.0, 2.0, 0.0])), 9.0 / 4.0)

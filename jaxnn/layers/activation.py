@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -106,7 +107,7 @@ class PReLU(Layer):
     starts at zeros (Keras's default), i.e. as a ReLU.
     """
 
-    alpha_initializer: str = "zeros"
+    alpha_initializer: str | Callable = "zeros"
     shared_axes: tuple | int | None = None
 
     def __post_init__(self):
