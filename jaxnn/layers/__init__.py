@@ -1,9 +1,17 @@
 """Layers by family; `LAYERS` maps Keras class names to layer classes for configs."""
 from jaxnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax
 from jaxnn.layers.base import Layer, ShapeError, abstract_init, count_params
-from jaxnn.layers.core import Activation, Dense, Dropout, Flatten, Reshape
+from jaxnn.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose
+from jaxnn.layers.core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
+from jaxnn.layers.embedding import Embedding
 from jaxnn.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
-from jaxnn.layers.wrappers import FlaxModule, FunctionLayer
+from jaxnn.layers.normalization import BatchNormalization, LayerNormalization
+from jaxnn.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
+                                  GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
+                                  GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
+                                  MaxPooling1D, MaxPooling2D)
+from jaxnn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from jaxnn.layers.wrappers import FlaxModule, FlaxNNX, FunctionLayer
 from jaxnn.registry import Registry
 
 LAYERS: Registry = Registry("layer")
@@ -13,6 +21,12 @@ for _cls in (Activation, Dense, Dropout, Flatten, Reshape):
     LAYERS.register(_cls.__name__, _cls)
 for _cls in (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract):
     LAYERS.register(_cls.__name__, _cls)
+for _cls in (Conv1D, Conv2D, Conv1DTranspose, Conv2DTranspose, SpatialDropout1D, SpatialDropout2D, Embedding,
+             BatchNormalization, LayerNormalization, SimpleRNN, LSTM, GRU, Bidirectional):
+    LAYERS.register(_cls.__name__, _cls)
+for _cls in (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
+             GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D):
+    LAYERS.register(_cls.__name__, _cls, aliases=(_cls.__name__.replace("Average", "Avg").replace("Pooling", "Pool"),))
 
 
 def from_spec(spec: dict) -> Layer:

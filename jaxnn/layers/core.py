@@ -1,4 +1,4 @@
-"""Core layers: Dense, Flatten, Dropout, Activation, Reshape."""
+"""Core layers: Dense, Flatten, Dropout (and SpatialDropout1D/2D), Activation, Reshape."""
 from __future__ import annotations
 
 import dataclasses
@@ -73,16 +73,28 @@ class Flatten(Layer):
 
 @dataclasses.dataclass(frozen=True)
 class Reshape(Layer):
-    """Reshapes the non-batch dimensions to `target_shape` (one entry may be -1)."""
+    """Reshapes the non-batch dimensions to `target_shape` (one entry may be -1).
+
+    As in Keras, with unknown input dimensions the -1 entry is unknown (None) too.
+    """
 
     target_shape: tuple
 
+    def __post_init__(self):
+        target = tuple(self.target_shape) if isinstance(self.target_shape, (tuple, list)) else None
+        if target is None or not all(isinstance(d, int) and (d > 0 or d == -1) for d in target) or target.count(-1) > 1:
+            raise ValueError(f"Reshape target_shape must be a tuple of positive ints with at most one -1, "
+                             f"got {self.target_shape!r}")
+        object.__setattr__(self, "target_shape", target)
+
     def init(self, key, input_shape):
         input_shape = as_shape(input_shape)
+        target = self.target_shape
+        if any(d is None for d in input_shape[1:]):
+            return (input_shape[0], *(None if d == -1 else d for d in target)), {}, {}
         size = math.prod(input_shape[1:])
-        target = tuple(self.target_shape)
         known = math.prod(d for d in target if d != -1)
-        if target.count(-1) > 1 or (target.count(-1) == 0 and known != size) or size % known:
+        if (target.count(-1) == 0 and known != size) or size % known:
             raise ShapeError(f"Reshape cannot turn {input_shape[1:]} into {target}")
         target = tuple(size // known if d == -1 else d for d in target)
         return (input_shape[0], *target), {}, {}
@@ -135,3 +147,41 @@ class Dropout(Layer):
         )
         keep = jax.random.bernoulli(key, 1.0 - self.rate, shape)
         return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros((), x.dtype)), {}
+
+
+@dataclasses.dataclass(frozen=True)
+class _SpatialDropout(Dropout):
+    """Dropout of whole channels: one draw per example and channel, shared over the steps/pixels.
+
+    Adjacent steps or pixels are strongly correlated, so dropping single
+    values barely regularizes a conv net; dropping feature maps does
+    (Tompson et al. 2015). `rate` is the drop probability, as in Dropout.
+    """
+
+    def init(self, key, input_shape):
+        shape = as_shape(input_shape)
+        self._check_rank(shape)
+        return shape, {}, {}
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        self._check_rank(tuple(x.shape))
+        return super().apply(params, x, state=state, key=key, train=train)
+
+    def _check_rank(self, shape):
+        if len(shape) != len(self.noise_shape):
+            spatial = "steps" if len(self.noise_shape) == 3 else "height, width"
+            raise ShapeError(f"{type(self).__name__} expects inputs (batch, {spatial}, channels), got shape {shape}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpatialDropout1D(_SpatialDropout):
+    """Drops whole channels of (batch, steps, channels) inputs (Keras's SpatialDropout1D)."""
+
+    noise_shape: tuple = dataclasses.field(default=(None, 1, None), init=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpatialDropout2D(_SpatialDropout):
+    """Drops whole feature maps of (batch, height, width, channels) inputs (Keras's SpatialDropout2D)."""
+
+    noise_shape: tuple = dataclasses.field(default=(None, 1, 1, None), init=False)
