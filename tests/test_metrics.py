@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import metrics
+from jaxnn import Dense, Sequential, Trainer, metrics
 from jaxnn.metrics import AUC, BinaryAccuracy, F1Score, Precision, Recall, TopKAccuracy
 
 N, C = 45, 4
@@ -146,6 +146,18 @@ def test_auc_is_close_to_the_exact_rank_auc_within_the_threshold_ties(num_thresh
     tied = np.sum(pair_w * (bins[pos][:, None] == bins[neg][None, :])) / np.sum(pair_w)
     assert abs(auc - _mann_whitney(t, p, WEIGHTS)) <= 0.5 * tied + 1e-6
     assert tied < 5.0 / num_thresholds
+
+
+def test_trainer_evaluate_with_a_ragged_last_batch_matches_one_pass():
+    names = ("auc", "precision", "recall", "f1_score", "binary_accuracy")
+    trainer = Trainer(Sequential([Dense(1, "sigmoid")]), loss="binary_crossentropy", optimizer="sgd", metrics=names)
+    x = np.concatenate([PROBS, REAL_T[:, :1]], axis=1)
+    state = trainer.init(jax.random.key(0), (2,))
+    results = trainer.evaluate(state, x, BITS, batch_size=7)
+    preds = jnp.asarray(trainer.predict(state, x, batch_size=45))
+    for name in names:
+        metric = metrics.get(name)
+        np.testing.assert_allclose(results[name], metric.result(metric.update(jnp.asarray(BITS), preds)), rtol=1e-5)
 
 
 @pytest.mark.parametrize("preds,expected", [([0.1, 0.2, 0.8, 0.9], 1.0), ([0.9, 0.8, 0.2, 0.1], 0.0),
