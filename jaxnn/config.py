@@ -49,7 +49,7 @@ CHECKPOINT_DEFAULTS = dict(
 # Fields that do not change what is computed: a resumed run may differ in these.
 _NOT_FINGERPRINTED = {"eval": None, "checkpoint": None,
                       "train": ("log_every_steps", "tensorboard", "histogram_freq"), "dataset": ("data_dir",)}
-SECTIONS = ("seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint")
+SECTIONS = ("task", "seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint")
 
 
 @MODELS.register("mlp")
@@ -175,7 +175,7 @@ def build(config: ml_collections.ConfigDict, total_steps: int | None = None) -> 
     dataset = _plain(config.dataset)
     if dataset.get("name") not in data.SUPPORTED:
         raise ValueError(f"dataset.name must be one of {', '.join(data.SUPPORTED)}, got {dataset.get('name')!r}")
-    info = data.dataset_info(dataset["name"])
+    info = data.dataset_info(dataset["name"], **data.dataset_options(dataset))  # shapes follow the encoding
     train = _plain(config.train)
     train = {**with_defaults("train", {k: v for k, v in train.items() if k not in ("epochs", "batch_size")},
                              TRAIN_DEFAULTS), "epochs": train.get("epochs"), "batch_size": train.get("batch_size")}
@@ -200,7 +200,8 @@ def build(config: ml_collections.ConfigDict, total_steps: int | None = None) -> 
                       check_finite=train["check_finite"])
     # Shapes are known now: a model that does not fit the data fails before any data is read.
     abstract_state = jax.eval_shape(lambda: trainer.init(0, info.input_shape))
-    trainer.check_data(abstract_state, np.zeros((1, *info.input_shape), np.float32), np.zeros((1,), np.int32))
+    trainer.check_data(abstract_state, np.zeros((1, *info.input_shape), info.input_dtype),
+                       np.zeros((1, *info.target_shape), info.target_dtype))
     seed = config.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
