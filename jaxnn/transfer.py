@@ -74,6 +74,9 @@ def _compare(name: str, target, source) -> list[str]:
 def load_by_name(target_params: dict, source_params: dict, layers: Sequence[str] | None = None) -> dict:
     """`target_params` with the params of `layers` copied from `source_params` (cast to the target's dtypes).
 
+    The copies are new arrays, so a train step that donates its state cannot
+    delete the source model's params.
+
     `layers` are layer names or "/" paths (`"block/dense"`); by default every
     top-level name the two have in common. Any mismatch (a name missing on one
     side, a key or a shape that differs) raises one ValueError listing them all.
@@ -92,7 +95,7 @@ def load_by_name(target_params: dict, source_params: dict, layers: Sequence[str]
         found = _compare(name, target, source)
         problems += found
         if not found:
-            loaded = _set(loaded, name, jax.tree_util.tree_map(lambda t, s: jnp.asarray(s, t.dtype), target, source))
+            loaded = _set(loaded, name, jax.tree_util.tree_map(lambda t, s: jnp.array(s, t.dtype), target, source))
     if problems:
         raise ValueError(f"cannot load params by name, {len(problems)} mismatch(es):\n  " + "\n  ".join(problems))
     return loaded

@@ -1,4 +1,4 @@
-"""Layers from outside code: a pair of pure functions (`FunctionLayer`) or a Flax module (`FlaxModule`)."""
+"""Layers from outside code: a pair of pure functions (`FunctionLayer`), a Flax linen module (`FlaxModule`) or an nnx one (`FlaxNNX`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, ShapeError, as_shape, snake_case
+from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key, snake_case
 
 
 def _keyword_params(fn: Callable) -> list[str]:
@@ -133,3 +133,60 @@ class FlaxModule(Layer):
             y, updated = self.module.apply(variables, x, rngs=rngs, mutable=list(state), **self._mode(True))
             return y, dict(updated)
         return self.module.apply(variables, x, rngs=rngs, **self._mode(train)), state
+
+
+@dataclasses.dataclass(frozen=True)
+class FlaxNNX(Layer):
+    """A `flax.nnx` Module as a jaxnn layer; `factory(rngs)` builds it (`lambda rngs: MyNet(rngs=rngs)`).
+
+    `params` holds the module's `nnx.Param` variables and `state` every other
+    variable (BatchNorm statistics) but its rng streams, as plain nested dicts.
+    Each apply rebuilds the module with `nnx.merge` from an abstract copy
+    (`nnx.eval_shape`: no compute), sets it to train or eval mode, gives its
+    rng streams the keys `split(key, number of streams)` with counts 0 (a key
+    is required when training) and splits the updated state back out.
+    """
+
+    factory: Callable
+    input_dtype: str = "float32"
+
+    def __post_init__(self):
+        if not callable(self.factory):
+            raise ValueError(f"FlaxNNX factory must be a function of rngs returning an nnx.Module, got {self.factory!r}")
+
+    @staticmethod
+    def _split(module):
+        from flax import nnx
+
+        return nnx.split(module, nnx.Param, nnx.RngState, ...)
+
+    def init(self, key, input_shape):
+        from flax import nnx
+
+        input_shape = as_shape(input_shape)
+        if any(d is None for d in input_shape[1:]):
+            raise ShapeError(f"FlaxNNX needs known non-batch dimensions, got input shape {input_shape}")
+        module = self.factory(nnx.Rngs(key))
+        _, params, _, state = self._split(module)
+        module.eval()
+        y = module(jnp.zeros((1, *input_shape[1:]), self.input_dtype))
+        output_shape = jax.tree_util.tree_map(lambda a: (input_shape[0], *a.shape[1:]), y)
+        return output_shape, nnx.to_pure_dict(params), nnx.to_pure_dict(state)
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        from flax import nnx
+
+        graphdef, abstract_params, abstract_rngs, abstract_state = self._split(nnx.eval_shape(lambda: self.factory(nnx.Rngs(0))))
+        rng_leaves, rng_tree = jax.tree_util.tree_flatten(nnx.to_pure_dict(abstract_rngs))
+        if train and rng_leaves:
+            key = require_key(self.name or self.default_name, key)
+        keys = iter(jax.random.split(jax.random.key(0) if key is None else key, max(len(rng_leaves), 1)))
+        rng_values = [next(keys) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else jnp.zeros(a.shape, a.dtype)
+                      for a in rng_leaves]
+        nnx.replace_by_pure_dict(abstract_params, params)
+        nnx.replace_by_pure_dict(abstract_rngs, jax.tree_util.tree_unflatten(rng_tree, rng_values))
+        nnx.replace_by_pure_dict(abstract_state, state or {})
+        module = nnx.merge(graphdef, abstract_params, abstract_rngs, abstract_state)
+        module.train() if train else module.eval()
+        y = module(x)
+        return y, (nnx.to_pure_dict(self._split(module)[3]) if train else (state or {}))
