@@ -30,6 +30,9 @@ def _weights(weights, n):
 
 def _mean_stats(values, weights):
     """Weighted sum and weight total of per-example values (averaged over non-batch axes first)."""
+    if values.ndim == 0:
+        raise ValueError("per-example values need a batch axis, got a scalar; losses reduce the last axis, "
+                         "so preds need a feature axis: (batch, 1) rather than (batch,)")
     values = values.reshape(values.shape[0], -1).mean(axis=-1)
     w = _weights(weights, values.shape[0])
     return {"total": jnp.sum(values * w), "count": jnp.sum(w)}

@@ -198,6 +198,7 @@ def test_precision_class_without_predictions_scores_zero():
     (lambda: BinaryAccuracy(threshold=-0.1), r"BinaryAccuracy threshold must be in \[0, 1\], got -0.1"),
     (lambda: metrics.get("accuracy").update(jnp.zeros(3), jnp.zeros((4, 5))),
      r"targets shaped \(3,\) are neither integer labels for preds \(4, 5\) nor one-hot like them"),
+    (lambda: metrics.get("mae").update(jnp.zeros(3), jnp.zeros(3)), r"preds need a feature axis: \(batch, 1\)"),
     (lambda: metrics.get("auc").update(jnp.zeros(3), jnp.zeros((3, 2))),
      r"binary targets shaped \(3,\) do not match preds shaped \(3, 2\)"),
 ])
