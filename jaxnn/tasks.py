@@ -145,8 +145,9 @@ def perceptron_vs_mlp(config: ml_collections.ConfigDict, workdir: str, *, print_
     _positive_int("train.epochs", train["epochs"])
     batch_size = _positive_int("train.batch_size", train["batch_size"])
     _require("train.batch_size", batch_size, batch_size <= len(y), f"at most the {len(y)} examples")
+    total_steps = train["epochs"] * (len(y) // batch_size)
     trainer = Trainer(build_model(_required(config, "model"), 1), loss=build_loss(_required(config, "loss")),
-                      optimizer=build_optimizer(_required(config, "optimizer")), metrics=("accuracy",))
+                      optimizer=build_optimizer(_required(config, "optimizer"), total_steps), metrics=("accuracy",))
     trainer.check_data(jax.eval_shape(lambda: trainer.init(0, x.shape[1:])), x, y)
 
     perceptron_key, mlp_key = jax.random.split(jax.random.key(seed))

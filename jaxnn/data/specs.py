@@ -59,12 +59,14 @@ class TextEncoding:
         if self.encoding not in TEXT_ENCODINGS:
             raise ValueError(f"dataset.encoding must be one of {', '.join(TEXT_ENCODINGS)}, got {self.encoding!r}")
         if isinstance(self.num_words, bool) or not isinstance(self.num_words, int) or self.num_words <= 2:
-            raise ValueError(f"dataset.num_words must be an integer > 2 (ids 0 and 1 are reserved), got {self.num_words!r}")
+            raise ValueError(f"dataset.num_words must be an integer > 2 (ids 0 and 1 are reserved), "
+                             f"got {self.num_words!r}")
         if self.encoding == "sequence" and (
                 isinstance(self.maxlen, bool) or not isinstance(self.maxlen, int) or self.maxlen <= 0):
             raise ValueError(f"dataset.maxlen must be a positive integer for encoding 'sequence', got {self.maxlen!r}")
         if self.encoding == "multi_hot" and self.maxlen is not None:
-            raise ValueError(f"dataset.maxlen applies to encoding 'sequence' only, got {self.maxlen!r} with 'multi_hot'")
+            raise ValueError(f"dataset.maxlen applies to encoding 'sequence' only, "
+                             f"got {self.maxlen!r} with 'multi_hot'")
         if self.label_encoding not in LABEL_ENCODINGS:
             raise ValueError(f"dataset.label_encoding must be one of {', '.join(LABEL_ENCODINGS)}, "
                              f"got {self.label_encoding!r}")

@@ -64,7 +64,8 @@ def multi_hot(sequences: Sequence[Sequence[int]], num_words: int) -> np.ndarray:
     lengths = [len(seq) for seq in sequences]
     ids = np.concatenate([np.asarray(seq, np.int64).reshape(-1) for seq in sequences] + [np.zeros(0, np.int64)])
     if ids.size and (ids.min() < 0 or ids.max() >= num_words):
-        raise ValueError(f"ids must be in [0, {num_words}) for num_words={num_words}, found {int(ids.min())}..{int(ids.max())}")
+        raise ValueError(f"ids must be in [0, {num_words}) for num_words={num_words}, "
+                         f"found {int(ids.min())}..{int(ids.max())}")
     rows = np.repeat(np.arange(len(lengths)), lengths)
     out = np.zeros((len(lengths), num_words), np.float32)
     out[rows, ids] = 1.0

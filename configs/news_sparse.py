@@ -1,0 +1,13 @@
+"""configs/news_onehot.py with integer labels and sparse categorical cross-entropy (same model, same numbers).
+
+    python train.py --config configs/news_sparse.py --workdir runs/news_sparse
+"""
+import os
+import runpy
+
+
+def get_config():
+    config = runpy.run_path(os.path.join(os.path.dirname(__file__), "news_onehot.py"))["get_config"]()
+    config.dataset.label_encoding = "integer"
+    config.loss.name = "sparse_categorical_crossentropy"
+    return config
