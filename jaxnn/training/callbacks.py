@@ -167,7 +167,7 @@ class ProgressLogger(Callback):
 
     def on_log(self, run, logs):
         if self._pbar is not None:
-            self._pbar.set_postfix_str(_format_logs(logs), refresh=False)
+            self._pbar.set_postfix_str(_format_logs(logs))
 
     def _close(self):
         if self._pbar is not None:

@@ -105,10 +105,9 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
 
             zero_grads = jax.tree_util.tree_map(jnp.zeros_like, state.params)
             first = jax.tree_util.tree_map(lambda a: a[0], micro_batches)
-            zero_stats = jax.tree_util.tree_map(
-                lambda s: jnp.zeros(s.shape, s.dtype),
-                jax.eval_shape(lambda m, k: grad_fn(state.params, state.model_state, m, k, total_weight)[1][1],
-                               first, keys[0]))
+            stats_shape = jax.eval_shape(  # shapes only: any key will do, and the step's keys stay unused
+                lambda m: grad_fn(state.params, state.model_state, m, jax.random.key(0), total_weight)[1][1], first)
+            zero_stats = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), stats_shape)
             (grads, model_state, stats), _ = jax.lax.scan(
                 accumulate, (zero_grads, state.model_state, zero_stats), (micro_batches, keys))
         if scale is not None:

@@ -1,0 +1,146 @@
+"""Checkpoints: exact round trip, checksums catch a flipped byte and a truncated file (falling back with a
+warning), tree mismatches named, last-K-plus-best keeping, leftovers of a killed save, no unpickling."""
+import glob
+import json
+import os
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import checkpoint as ckpt
+
+
+def _tree(seed=0, hidden=4):
+    rng = np.random.default_rng(seed)
+    return {"params": {"dense": {"kernel": jnp.asarray(rng.normal(size=(3, hidden)), jnp.float32),
+                                 "bias": jnp.zeros(hidden, jnp.bfloat16)}},
+            "step": jnp.int32(7), "key": jax.random.key(seed), "opt": (jnp.ones(2), {"count": jnp.int32(1)})}
+
+
+def _equal(a, b):
+    if ckpt._is_key(a):
+        a, b = jax.random.key_data(a), jax.random.key_data(b)
+    return a.dtype == b.dtype and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_round_trip_is_exact_keys_and_dtypes_included(tmp_path):
+    tree = _tree()
+    ckpt.save_checkpoint(tmp_path / "c", tree, {"note": "hello"})
+    flat, meta = ckpt.load_checkpoint(tmp_path / "c")
+    assert meta["note"] == "hello"
+    assert list(flat) == ["key", "opt/0", "opt/1/count", "params/dense/bias", "params/dense/kernel", "step"]
+    back = ckpt.unflatten(flat, tree)
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(tree)
+    assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(_equal, tree, back)))
+
+
+def _flip_one_byte(path, values: np.ndarray):
+    """Flip one bit inside the stored bytes of `values` (orbax keeps small arrays uncompressed)."""
+    raw_values = values.tobytes()
+    hits = 0
+    for f in glob.glob(f"{path}/arrays/**/*", recursive=True):
+        raw = bytearray(open(f, "rb").read()) if os.path.isfile(f) else b""
+        at = raw.find(raw_values)
+        if at >= 0:
+            raw[at + 5] ^= 0x01
+            open(f, "wb").write(bytes(raw))
+            hits += 1
+    assert hits, "the array's bytes were not found"
+
+
+def _truncate(path, values):
+    """Cut every data file of the checkpoint to half its length (a disk filled up mid-write)."""
+    del values
+    for f in glob.glob(f"{path}/arrays/**/d/*", recursive=True):
+        os.truncate(f, os.path.getsize(f) // 2)
+
+
+@pytest.mark.parametrize("damage", [_flip_one_byte, _truncate])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path, damage):
+    manager = ckpt.CheckpointManager(tmp_path, keep=3)
+    for step in (10, 20):
+        manager.save(step, _tree(seed=step), {"epoch": step})
+    damage(manager.path(20), np.asarray(_tree(seed=20)["params"]["dense"]["kernel"]))
+    with pytest.raises(ckpt.CorruptCheckpointError, match="step_000000020"):
+        ckpt.load_checkpoint(manager.path(20))
+    with pytest.warns(RuntimeWarning, match="step_000000020.*falling back"):
+        flat, meta = manager.restore()
+    assert meta["step"] == 10 and meta["epoch"] == 10
+    np.testing.assert_array_equal(flat["params/dense/kernel"], np.asarray(_tree(seed=10)["params"]["dense"]["kernel"]))
+
+
+def test_no_verifying_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+    manager = ckpt.CheckpointManager(tmp_path)
+    manager.save(5, _tree())
+    _flip_one_byte(manager.path(5), np.asarray(_tree()["params"]["dense"]["kernel"]))
+    with pytest.warns(RuntimeWarning), pytest.raises(ckpt.CorruptCheckpointError, match="no checkpoint in .* verifies"):
+        manager.restore()
+
+
+def test_missing_or_garbled_metadata_counts_as_corrupt(tmp_path):
+    ckpt.save_checkpoint(tmp_path / "c", _tree())
+    (tmp_path / "c" / "meta.json").write_text("{not json")
+    with pytest.raises(ckpt.CorruptCheckpointError, match="no readable meta.json"):
+        ckpt.load_checkpoint(tmp_path / "c")
+
+
+@pytest.mark.parametrize("like,match", [
+    (_tree(hidden=5), r"first mismatch at params/dense/bias: checkpoint has shape \(4,\) bfloat16, the model \(5,\) bfloat16"),
+    ({**_tree(), "extra": jnp.zeros(3)}, r"extra \(3,\) is in the model but not in the checkpoint"),
+    ({k: v for k, v in _tree().items() if k != "opt"}, r"opt/0 \(2,\) is in the checkpoint but not in the model"),
+])
+def test_a_different_tree_is_refused_naming_the_first_mismatched_path(tmp_path, like, match):
+    ckpt.save_checkpoint(tmp_path / "c", _tree())
+    flat, meta = ckpt.load_checkpoint(tmp_path / "c")
+    with pytest.raises(ckpt.CheckpointMismatchError, match=match):
+        ckpt.check_structure(ckpt.saved_spec(meta), like)
+    with pytest.raises(ckpt.CheckpointMismatchError, match=match):
+        ckpt.unflatten(flat, like)
+
+
+def test_keeps_the_last_k_plus_the_best(tmp_path):
+    manager = ckpt.CheckpointManager(tmp_path, keep=2, best_mode="min")
+    for step, metric in [(1, 0.9), (2, 0.3), (3, 0.5), (4, 0.6), (5, 0.7)]:
+        manager.save(step, {"w": jnp.full(2, step)}, metric=metric)
+    assert manager.steps() == [2, 4, 5]
+    assert manager.best_step() == 2
+    plain = ckpt.CheckpointManager(tmp_path / "plain", keep=2)
+    for step in range(1, 5):
+        plain.save(step, {"w": jnp.zeros(1)}, metric=float(step))
+    assert plain.steps() == [3, 4]
+
+
+def test_leftovers_of_a_killed_save_are_ignored_then_cleaned(tmp_path):
+    manager = ckpt.CheckpointManager(tmp_path)
+    manager.save(1, _tree())
+    os.makedirs(tmp_path / ".tmp-step_000000002" / "arrays")  # what a kill mid-save leaves
+    os.makedirs(tmp_path / "step_000000003")  # a directory without meta.json is not a checkpoint
+    assert manager.steps() == [1]
+    assert manager.restore()[1]["step"] == 1
+    ckpt.CheckpointManager(tmp_path).save(4, _tree())
+    assert not os.path.exists(tmp_path / ".tmp-step_000000002")
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    ckpt.save_checkpoint(tmp_path / "c", _tree())
+    json.loads((tmp_path / "c" / "meta.json").read_text())  # plain JSON metadata
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a checkpoint load called pickle")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    flat, _ = ckpt.load_checkpoint(tmp_path / "c")
+    assert flat["step"] == 7
+
+
+def test_save_tree_and_load_tree(tmp_path):
+    tree = {"params": {"w": jnp.arange(4.0)}}
+    ckpt.save_tree(tmp_path / "final", tree)
+    ckpt.save_tree(tmp_path / "final", {"params": {"w": jnp.arange(4.0) + 1}})  # replaces
+    np.testing.assert_array_equal(ckpt.load_tree(tmp_path / "final", tree)["params"]["w"], np.arange(4.0) + 1)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        ckpt.load_tree(tmp_path / "nothing")

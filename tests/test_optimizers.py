@@ -1,0 +1,113 @@
+"""Optimizers and schedules against their formulas: decays, warm-up + cosine, one-cycle, global-norm clipping,
+AdamW's decoupled decay, the learning rate kept in the optimizer state, and bad options."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import optimizers
+
+
+def _lr_after(tx, steps, params=None):
+    """Learning rates used by the first `steps` updates (read back from the optimizer state)."""
+    params = params or {"w": jnp.ones(3)}
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    rates = []
+    for _ in range(steps):
+        _, state = update(params, state, params)
+        rates.append(float(optimizers.learning_rate(state)))
+    return np.array(rates)
+
+
+def _warmup_cosine(step, peak, warmup, total):
+    if step < warmup:
+        return peak * step / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    ({"name": "constant"}, lambda t: 0.1),
+    ({"name": "exponential_decay", "decay_steps": 4, "decay_rate": 0.5}, lambda t: 0.1 * 0.5 ** (t / 4)),
+    ({"name": "step_decay", "decay_steps": 4, "decay_rate": 0.5}, lambda t: 0.1 * 0.5 ** (t // 4)),
+    ({"name": "warmup_cosine", "warmup_steps": 3}, lambda t: _warmup_cosine(t, 0.1, 3, 12)),
+])
+def test_schedules_follow_their_formulas(schedule, expected):
+    tx = optimizers.get("sgd", learning_rate=0.1, schedule_options=schedule, total_steps=12)
+    np.testing.assert_allclose(_lr_after(tx, 12), [expected(t) for t in range(12)], rtol=1e-5, atol=1e-7)
+
+
+def test_one_cycle_rises_to_the_peak_then_falls_to_peak_over_both_factors():
+    tx = optimizers.get("adam", learning_rate=0.1, schedule_options={"name": "one_cycle"}, total_steps=101)
+    rates = _lr_after(tx, 101)
+    assert rates[0] == pytest.approx(0.1 / 25, rel=1e-5)
+    assert rates.argmax() == 30 and rates.max() == pytest.approx(0.1, rel=1e-5)
+    end = 0.1 / 25 / 1e4  # reached at step 101; step 100 is one step short on the cosine
+    assert rates[-1] == pytest.approx(end + (0.1 - end) * (1 + math.cos(math.pi * 70 / 71)) / 2, rel=1e-3)
+    assert np.all(np.diff(rates[:31]) > 0) and np.all(np.diff(rates[30:]) < 0)
+
+
+def test_global_norm_clipping_rescales_only_large_gradients():
+    tx = optimizers.get("sgd", learning_rate=1.0, global_clipnorm=1.0)
+    params = {"a": jnp.zeros(2), "b": jnp.zeros(1)}
+    state = tx.init(params)
+    big = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([4.0])}  # global norm 5
+    updates, state = tx.update(big, state, params)
+    np.testing.assert_allclose(updates["a"], [-0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(updates["b"], [-0.8], rtol=1e-6)
+    small = {"a": jnp.array([0.3, 0.0]), "b": jnp.array([0.4])}
+    updates, _ = tx.update(small, state, params)
+    np.testing.assert_allclose(updates["b"], [-0.4], rtol=1e-6)
+
+
+def test_adamw_step_matches_the_decoupled_formula():
+    lr, wd, b1, b2, eps = 0.01, 0.1, 0.9, 0.999, 1e-7
+    tx = optimizers.get("adamw", learning_rate=lr, weight_decay=wd)
+    p = jnp.array([1.0, -2.0, 0.5])
+    g = jnp.array([0.3, 0.1, -0.2])
+    state = tx.init(p)
+    p_np, m, v = np.asarray(p, np.float64), np.zeros(3), np.zeros(3)
+    for t in (1, 2):
+        updates, state = tx.update(g, state, p)
+        p = p + updates
+        m = b1 * m + (1 - b1) * np.asarray(g)
+        v = b2 * v + (1 - b2) * np.asarray(g) ** 2
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        p_np = p_np - lr * (m_hat / (np.sqrt(v_hat) + eps) + wd * p_np)
+    np.testing.assert_allclose(p, p_np, rtol=1e-5)
+
+
+def test_the_learning_rate_can_be_set_when_constant_but_not_under_a_schedule():
+    tx = optimizers.get("sgd", learning_rate=0.5)
+    params = {"w": jnp.ones(2)}
+    state = optimizers.set_learning_rate(tx.init(params), 0.25)
+    updates, state = tx.update({"w": jnp.ones(2)}, state, params)
+    np.testing.assert_allclose(updates["w"], [-0.25, -0.25])
+    assert float(optimizers.learning_rate(state)) == 0.25
+    scheduled = optimizers.get("sgd", schedule_options={"name": "exponential_decay", "decay_steps": 2})
+    with pytest.raises(ValueError, match="follows a schedule"):
+        optimizers.set_learning_rate(scheduled.init(params), 0.1)
+    import optax
+
+    plain = optax.sgd(0.1)
+    assert optimizers.learning_rate(plain.init(params)) is None
+    with pytest.raises(ValueError, match="does not expose its learning rate"):
+        optimizers.set_learning_rate(plain.init(params), 0.1)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(schedule_options={"name": "cosine2"}), "unknown schedule 'cosine2'; known: constant, exponential_decay"),
+    (dict(schedule_options={"name": "warmup_cosine", "warmup_step": 3}),
+     "unknown option.* warmup_step for schedule 'warmup_cosine'; allowed: warmup_steps, decay_steps"),
+    (dict(schedule_options={"name": "warmup_cosine", "warmup_steps": 20}, total_steps=10),
+     r"warmup_steps must be in \[0, decay_steps=10\), got 20"),
+    (dict(schedule_options={"name": "exponential_decay", "decay_steps": -1}),
+     "decay_steps must be a non-negative integer, got -1"),
+    (dict(global_clipnorm=0.0), "global_clipnorm must be positive, got 0.0"),
+    (dict(weight_decay=0.1), "unknown option.* weight_decay for optimizer 'adam'"),
+])
+def test_bad_options_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        optimizers.get("adam", **kwargs)
