@@ -232,10 +232,11 @@ def _check_connected(graph: _Graph):
         if isinstance(node.layer, InputLayer) and id(node) not in given:
             missing = graph.names[id(node.layer)]
             out = next(t for t in graph.output_tensors if node in _reachable([t]))
-            user = next(n for n in graph.nodes if any(t.node is node for t in n.inputs))
+            user = next((n for n in graph.nodes if any(t.node is node for t in n.inputs)), None)
+            needs = f"layer '{graph.names[id(user.layer)]}' needs" if user else "it is"
             raise ValueError(
                 f"graph disconnected: cannot compute output '{graph.names[id(out.node.layer)]}' {_fmt(out.shape)}: "
-                f"layer '{graph.names[id(user.layer)]}' needs input '{missing}' {_fmt(node.output_shape)}, "
+                f"{needs} input '{missing}' {_fmt(node.output_shape)}, "
                 f"which is not among the model's inputs ({', '.join(graph.input_keys)})"
             )
 
