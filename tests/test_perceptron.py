@@ -1,6 +1,7 @@
 """Rosenblatt's perceptron against a numpy loop and a hand trace; logic gates; the perceptron configs end to end."""
 import importlib.util
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -160,7 +161,8 @@ def test_xor_config_perceptron_fails_mlp_solves(tmp_path):
 def test_train_py_runs_the_or_override(tmp_path):
     proc = subprocess.run([sys.executable, "train.py", "--config=configs/perceptron_and.py",
                            "--config.dataset.name=or", f"--workdir={tmp_path / 'or'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, JAXNN_COMPILATION_CACHE=str(tmp_path / "xla")))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "or" / "results.json").read_text())["accuracy"] == 1.0
 
