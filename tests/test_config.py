@@ -54,7 +54,7 @@ def _set(config, path, value):
     ("model.layers", [{"type": "Dense", "units": 10, "activation": "softmax"}],
      r"targets of shape \(\) \(per example\) do not fit the model's output \(28, 28, 10\)"),
     ("loss.name", "crossentropy", "unknown loss 'crossentropy'; known: .*sparse_categorical_crossentropy"),
-    ("optimizer.name", "adamm", "unknown optimizer 'adamm'; known: adam, rmsprop, sgd"),
+    ("optimizer.name", "adamm", "unknown optimizer 'adamm'; known: adam, adamw, rmsprop, sgd"),
     ("optimizer.learning_rat", 0.1, "unknown option.* learning_rat for optimizer 'rmsprop'"),
     ("train.epochs", 0, "train.epochs must be a positive integer, got 0"),
     ("train.batch_size", -32, "train.batch_size must be a positive integer, got -32"),
