@@ -456,7 +456,9 @@ class ModelCheckpoint(Callback):
                 "history": {"history": run.history.history, "epoch": run.history.epoch},
                 "callbacks": {name: cb.state_dict(run) for name, cb in named.items()},
                 "fingerprint": self.fingerprint}
-        tree = {"state": run.state, "totals": run.totals, "callbacks": callback_arrays}
+        # After an epoch's end the resume point is the next epoch's start, whose running totals are zero.
+        totals = jax.tree_util.tree_map(jnp.zeros_like, run.totals) if run.epoch_done else run.totals
+        tree = {"state": run.state, "totals": totals, "callbacks": callback_arrays}
         run.last_checkpoint = self.manager.save(run.step, tree, meta, metric=metric)
         return run.last_checkpoint
 

@@ -1,0 +1,123 @@
+"""Exact resume of real `train.py` runs: SIGKILL at three points (mid-save, mid-epoch, right after an epoch's
+checkpoint), each resumed with the same --workdir, ends bit-identical to an uninterrupted run; SIGTERM saves
+and exits within seconds; a workdir of another config is refused and left untouched."""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxnn.checkpoint import load_checkpoint
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+STEPS_PER_EPOCH = 56  # 2000 examples, 10% held out for validation, batches of 32
+TINY = ["--config.dataset.train_split=train[:2000]", "--config.dataset.test_split=test[:500]",
+        "--config.train.epochs=3", "--config.model.hidden_units=(32,)", "--config.train.batch_size=32",
+        "--config.checkpoint.every_steps=8", "--config.checkpoint.keep=2"]
+
+pytestmark = pytest.mark.slow
+
+
+def _command(workdir, *overrides):
+    return [sys.executable, "train.py", "--config=configs/fashion_mnist_mlp.py", f"--workdir={workdir}", *TINY,
+            *overrides]
+
+
+def _env(cache):
+    return dict(os.environ, JAXNN_COMPILATION_CACHE=str(cache))
+
+
+def _train(workdir, cache, *overrides):
+    proc = subprocess.run(_command(workdir, *overrides), cwd=ROOT, env=_env(cache), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _start_and_signal_when(workdir, cache, ready, sig):
+    """Start train.py, send `sig` as soon as `ready(checkpoints_dir)` holds; returns (proc, stdout, stderr, seconds)."""
+    proc = subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(cache), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    checkpoints = pathlib.Path(workdir) / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not ready(checkpoints):
+        assert proc.poll() is None, "train.py ended before the signal point"
+        assert time.monotonic() < deadline, "the signal point never came"
+        time.sleep(0.002)
+    proc.send_signal(sig)
+    sent = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    return proc, out, err, time.monotonic() - sent
+
+
+def _complete(step):
+    return lambda d: (d / f"step_{step:09d}" / "meta.json").is_file()
+
+
+def _saving_after(step):
+    return lambda d: d.is_dir() and any(p.name.startswith(".tmp-step_") and int(p.name[-9:]) > step
+                                        for p in d.iterdir())
+
+
+def _final(workdir):
+    flat, _ = load_checkpoint(pathlib.Path(workdir) / "checkpoints" / "final")
+    return flat
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    _train(root / "whole", root / "xla")
+    return root
+
+
+@pytest.mark.parametrize("name,ready", [
+    ("mid-save", _saving_after(16)),                           # inside the save of a step checkpoint
+    ("mid-epoch", _complete(STEPS_PER_EPOCH + 24)),            # epoch 2, three checkpoints in
+    ("after-epoch", _complete(2 * STEPS_PER_EPOCH)),           # right after epoch 2's checkpoint
+])
+def test_sigkill_then_resume_is_bit_identical(baseline, name, ready):
+    workdir = baseline / name
+    proc, _, _, _ = _start_and_signal_when(workdir, baseline / "xla", ready, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (workdir / "results.json").exists()
+    resumed = _train(workdir, baseline / "xla")
+    assert "Resuming from step_" in resumed.stdout, resumed.stdout[-2000:]
+    whole, again = _final(baseline / "whole"), _final(workdir)
+    assert list(whole) == list(again)
+    for path in whole:
+        assert whole[path].tobytes() == again[path].tobytes(), path
+    assert json.loads((workdir / "history.json").read_text()) == json.loads(
+        (baseline / "whole" / "history.json").read_text())
+    assert not [p for p in (workdir / "checkpoints").iterdir() if p.name.startswith((".tmp-", ".trash-"))]
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_within_seconds(baseline):
+    workdir = baseline / "sigterm"
+    proc, _, err, seconds = _start_and_signal_when(workdir, baseline / "xla", _complete(16), signal.SIGTERM)
+    assert proc.returncode == 143, err[-2000:]
+    assert seconds < 5
+    line = [ln for ln in err.splitlines() if "Stopped by SIGTERM" in ln][-1]
+    assert "checkpoint saved to" in line and line.endswith("run the same command again to resume")
+    saved = line.split("checkpoint saved to ")[1].split(";")[0]
+    assert pathlib.Path(saved, "meta.json").is_file()
+    _train(workdir, baseline / "xla")
+    whole, again = _final(baseline / "whole"), _final(workdir)
+    assert all(np.array_equal(whole[p], again[p]) for p in whole)
+
+
+def test_a_workdir_of_another_config_is_refused_and_left_untouched(baseline):
+    workdir = baseline / "other"
+    shutil.copytree(baseline / "whole", workdir)
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in workdir.rglob("*"))
+    proc = subprocess.run(_command(workdir, "--config.optimizer.learning_rate=0.01"), cwd=ROOT, env=_env(baseline / "xla"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "holds checkpoints of a different run: optimizer.learning_rate is 0.001 there and 0.01 here" in proc.stderr
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in workdir.rglob("*")) == before
