@@ -30,6 +30,19 @@ def _check_rank(layer: Layer, shape: tuple, rank: int):
                          f"got shape {shape}")
 
 
+def _max_over_tiles(x, pool_size: tuple):
+    """Max over non-overlapping windows as a reshape and a reduction.
+
+    Same values as `reduce_window`, but its gradient is an elementwise mask
+    instead of XLA's select-and-scatter, which is ~100x slower on CPU. (Tied
+    maxima share the gradient instead of the first one taking all of it.)
+    """
+    spatial = [n // p * p for n, p in zip(x.shape[1:-1], pool_size)]
+    x = x[(slice(None), *(slice(0, n) for n in spatial))]
+    tiled = x.reshape(x.shape[0], *[d for n, p in zip(spatial, pool_size) for d in (n // p, p)], x.shape[-1])
+    return jnp.max(tiled, axis=tuple(range(2, 2 * len(pool_size) + 1, 2)))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Pooling(Layer):
     """Max or average over `pool_size` windows moved by `strides` (None: `pool_size`)."""
@@ -61,6 +74,8 @@ class _Pooling(Layer):
     def apply(self, params, x, *, state=None, key=None, train=False):
         _check_rank(self, tuple(x.shape), self.rank)
         window, strides, padding = (1, *self.pool_size, 1), (1, *self.strides, 1), self.padding.upper()
+        if self.reduction == "max" and self.padding == "valid" and self.strides == self.pool_size:
+            return _max_over_tiles(x, self.pool_size), {}
         if self.reduction == "max":
             return jax.lax.reduce_window(x, _lowest(x.dtype), jax.lax.max, window, strides, padding), {}
         sums = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, padding)
