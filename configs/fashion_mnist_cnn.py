@@ -1,0 +1,30 @@
+"""Two conv + pooling blocks on Fashion-MNIST (the "2 Conv+pooling" row of Fashion-MNIST's benchmark: 0.916).
+
+    python train.py --config configs/fashion_mnist_cnn.py --workdir runs/cnn
+"""
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.dataset = dict(name="fashion_mnist", data_dir=config_dict.placeholder(str),
+                          train_split="train", test_split="test")
+    config.model = dict(name="sequential", layers=[
+        dict(type="Conv2D", filters=32, kernel_size=3, padding="same", activation="relu"),
+        dict(type="MaxPooling2D", pool_size=2),
+        dict(type="Conv2D", filters=64, kernel_size=3, padding="same", activation="relu"),
+        dict(type="MaxPooling2D", pool_size=2),
+        dict(type="Flatten"),
+        dict(type="Dropout", rate=0.3),
+        dict(type="Dense", units=128, activation="relu"),
+        dict(type="Dropout", rate=0.3),
+        dict(type="Dense", units=10, activation="softmax"),
+    ])
+    config.loss = dict(name="sparse_categorical_crossentropy")
+    config.optimizer = dict(name="adam", learning_rate=1e-3)
+    config.train = dict(epochs=15, batch_size=128, validation_split=0.1, shuffle=True, metrics=("accuracy",))
+    config.eval = dict(batch_size=1000)
+    config.checkpoint = dict(save_final=True)
+    return config

@@ -1,0 +1,24 @@
+"""An LSTM reading each Fashion-MNIST image as 28 time steps of 28 pixels.
+
+    python train.py --config configs/fashion_mnist_lstm.py --workdir runs/lstm
+"""
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.dataset = dict(name="fashion_mnist", data_dir=config_dict.placeholder(str),
+                          train_split="train", test_split="test")
+    config.model = dict(name="sequential", layers=[
+        dict(type="Reshape", target_shape=(28, 28)),
+        dict(type="LSTM", units=128),
+        dict(type="Dense", units=10, activation="softmax"),
+    ])
+    config.loss = dict(name="sparse_categorical_crossentropy")
+    config.optimizer = dict(name="adam", learning_rate=1e-3)
+    config.train = dict(epochs=12, batch_size=128, validation_split=0.1, shuffle=True, metrics=("accuracy",))
+    config.eval = dict(batch_size=1000)
+    config.checkpoint = dict(save_final=True)
+    return config
