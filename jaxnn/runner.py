@@ -25,19 +25,13 @@ from jaxnn.config import build, fingerprint
 from jaxnn.models import summary
 from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, PlotHistory, ReduceLROnPlateau,
                                       TensorBoard, TerminateOnNaN)
-from jaxnn.training.history import plot_history, write_atomic
+from jaxnn.training.history import write_atomic
 
 __all__ = ["NonFiniteError", "run", "write_atomic"]
 
 
 class NonFiniteError(RuntimeError):
     """Training stopped on a NaN or inf; the message names the step (and parameter), the checkpoints stay."""
-
-
-def _save_curves(history, path: str) -> None:
-    tmp = os.path.join(os.path.dirname(path), ".tmp-curves.png")
-    plot_history(history, tmp)
-    os.replace(tmp, path)
 
 
 def _callbacks(experiment, workdir: str, checkpointer: ModelCheckpoint) -> list:
@@ -110,7 +104,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> d
     if ckpt_cfg["save_final"]:
         save_tree(os.path.join(workdir, "checkpoints", "final"),
                   {"params": state.params, "model_state": state.model_state})
-    _save_curves(history, os.path.join(workdir, "curves.png"))
     write_atomic(os.path.join(workdir, "history.json"), history.to_json())
     write_atomic(os.path.join(workdir, "config.json"), config.to_json(indent=2))
     write_atomic(os.path.join(workdir, "results.json"), json.dumps(results, indent=2))

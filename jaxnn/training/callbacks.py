@@ -20,6 +20,7 @@ JSON values) and `arrays` (a pytree), and takes it back in `load_state_dict`.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import dataclasses
 import io
@@ -125,6 +126,33 @@ class Callback:
         """Take back what `state_dict` and `arrays` saved (`arrays` as path -> array)."""
 
 
+class _Background:
+    """One worker thread running file-writing jobs in order, at most one pending, so that slow I/O
+    (orbax, matplotlib) overlaps the training steps; `wait` re-raises a job's error in the loop."""
+
+    def __init__(self):
+        self._executor, self._pending = None, None
+
+    def submit(self, fn, *args) -> None:
+        self.wait()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxnn-io")
+        self._pending = self._executor.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown()
+                self._executor = None
+
+
 def _format_logs(logs: dict[str, float]) -> str:
     return " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items())
 
@@ -200,6 +228,9 @@ class EarlyStopping(Callback):
         self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
         self.mode = resolve_mode(monitor, mode)
         self.restore_best_weights = restore_best_weights
+        self.on_train_begin(None)
+
+    def on_train_begin(self, run):
         self.wait, self.best, self.best_epoch, self.best_weights = 0, None, None, None
 
     def on_epoch_end(self, run, epoch, logs):
@@ -244,9 +275,9 @@ class ReduceLROnPlateau(Callback):
         self.monitor, self.factor, self.patience = monitor, factor, patience
         self.mode, self.min_delta = resolve_mode(monitor, mode), min_delta
         self.cooldown, self.min_lr = cooldown, min_lr
-        self.wait, self.best, self.cooldown_counter = 0, None, 0
 
     def on_train_begin(self, run):
+        self.wait, self.best, self.cooldown_counter = 0, None, 0
         lr = optimizers.learning_rate(run.state.opt_state)
         optimizers.set_learning_rate(run.state.opt_state, 0.0 if lr is None else lr)  # fails now if it can't later
 
@@ -308,17 +339,24 @@ class CSVLogger(Callback):
 
 
 class PlotHistory(Callback):
-    """Loss and metric curves (`plot_history`) redrawn into a PNG after each epoch."""
+    """Loss and metric curves (`plot_history`) redrawn into a PNG after each epoch, in a background thread."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
+        self._io = _Background()
 
-    def on_epoch_end(self, run, epoch, logs):
+    def _draw(self, history: dict) -> None:
         directory, name = os.path.split(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".tmp-{name}")
-        plot_history(run.history, tmp)
+        plot_history(history, tmp)
         os.replace(tmp, self.path)
+
+    def on_epoch_end(self, run, epoch, logs):
+        self._io.submit(self._draw, {k: list(v) for k, v in run.history.history.items()})
+
+    def on_train_end(self, run):
+        self._io.close()
 
 
 class LambdaCallback(Callback):
@@ -394,7 +432,7 @@ class ModelCheckpoint(Callback):
         self.mode = resolve_mode(monitor, mode) if monitor else None
         self.manager = ckpt.CheckpointManager(directory, keep=keep, best_mode=self.mode)
         self.restore, self.fingerprint, self.print_fn = restore, fingerprint, print_fn
-        self.best = None
+        self._io = _Background()
 
     def check_compatible(self) -> None:
         """Refuse (CheckpointMismatchError) if the newest checkpoint's fingerprint differs; reads metadata only."""
@@ -414,6 +452,7 @@ class ModelCheckpoint(Callback):
                 f"there and {new!r} here; use another workdir, or move that one away")
 
     def on_train_begin(self, run):
+        self.best = None
         if not self.restore:
             return
         where = f"checkpoint in {self.manager.directory}"
@@ -444,7 +483,12 @@ class ModelCheckpoint(Callback):
                           f"step {run.position} of {run.steps_per_epoch} in the epoch (global step {run.step})")
 
     def save(self, run: Run, metric: float | None = None) -> str | None:
-        """Checkpoint the run now (skipped, with a warning, if it is no longer finite)."""
+        """Checkpoint the run now (skipped, with a warning, if it is no longer finite).
+
+        The arrays are copied to the host here (the step donates their device
+        buffers); writing them happens in a background thread, finished before
+        the next save and at the end of training.
+        """
         reason = run.nonfinite()
         if reason is not None:
             warnings.warn(f"checkpoint at step {run.step} skipped: {reason}", RuntimeWarning, stacklevel=2)
@@ -458,8 +502,9 @@ class ModelCheckpoint(Callback):
                 "fingerprint": self.fingerprint}
         # After an epoch's end the resume point is the next epoch's start, whose running totals are zero.
         totals = jax.tree_util.tree_map(jnp.zeros_like, run.totals) if run.epoch_done else run.totals
-        tree = {"state": run.state, "totals": totals, "callbacks": callback_arrays}
-        run.last_checkpoint = self.manager.save(run.step, tree, meta, metric=metric)
+        flat = ckpt.flatten({"state": run.state, "totals": totals, "callbacks": callback_arrays})
+        self._io.submit(self.manager.save, run.step, flat, meta, metric)
+        run.last_checkpoint = self.manager.path(run.step)
         return run.last_checkpoint
 
     def on_step_end(self, run, step):
@@ -477,6 +522,10 @@ class ModelCheckpoint(Callback):
 
     def on_interrupt(self, run):
         self.save(run)
+        self._io.wait()
+
+    def on_train_end(self, run):
+        self._io.close()
 
 
 def _first_difference(old, new, path: str = ""):

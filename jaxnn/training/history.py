@@ -49,17 +49,15 @@ class History:
 def plot_history(history, path: str | os.PathLike | None = None):
     """Loss and accuracy (train and validation) against epochs, as in the seed notes.
 
-    Returns the matplotlib Figure; with `path`, also writes it there (PNG).
+    Returns the matplotlib Figure (it displays in a notebook); with `path`, also
+    writes it there (PNG). Built without pyplot, so it is safe off the main thread.
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     hist = history.history if isinstance(history, History) else dict(history)
     panels = [k for k in hist if not k.startswith("val_") and k != "lr"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    fig = Figure(figsize=(5 * len(panels), 4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, key in zip(axes[0], panels):
         epochs = range(1, len(hist[key]) + 1)
         ax.plot(epochs, hist[key], "o-", label=key)
@@ -71,6 +69,5 @@ def plot_history(history, path: str | os.PathLike | None = None):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        fig.savefig(path, dpi=100, format="png")
     return fig

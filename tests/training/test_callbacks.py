@@ -202,3 +202,26 @@ def test_save_best_only_keeps_checkpoints_of_improving_epochs(tmp_path):
     _fit(_trainer(), [_scripted("val_loss", [1.0, 0.5, 0.7, 0.4, 0.9, 0.8]), mc])
     assert mc.manager.steps() == [15, 30, 60]
     assert mc.manager.best_step() == 60
+
+
+def test_callbacks_can_be_reused_across_fits(tmp_path):
+    trainer = _trainer()
+    x, y = _blobs()
+    callbacks = [EarlyStopping(patience=5, restore_best_weights=True),
+                 ModelCheckpoint(tmp_path, restore=False, print_fn=None)]
+    state = trainer.init(0, (2,))
+    for _ in range(2):  # the best weights of the first fit were handed back: the second must not reuse them
+        state, history = trainer.fit(state, x, y, epochs=2, validation_split=0.2, callbacks=callbacks, verbose=0)
+    assert len(history.epoch) == 2 and int(state.step) == 60
+
+
+def test_plot_history_returns_a_figure_and_writes_a_png(tmp_path):
+    from matplotlib.figure import Figure
+
+    from jaxnn import plot_history
+
+    hist = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "lr": [0.1, 0.1]}
+    fig = plot_history(hist, tmp_path / "curves.png")
+    assert isinstance(fig, Figure) and [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
+    assert [line.get_label() for line in fig.axes[0].lines] == ["loss", "val_loss"]
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
