@@ -383,6 +383,7 @@ class TensorBoard(Callback):
     def __init__(self, log_dir: str | os.PathLike, histogram_freq: int = 1):
         self.log_dir, self.histogram_freq = os.fspath(log_dir), histogram_freq
         self._writer = None
+        self._io = _Background()  # histograms are binned off the training thread
 
     def on_train_begin(self, run):
         from tensorboardX import SummaryWriter
@@ -397,11 +398,15 @@ class TensorBoard(Callback):
         for k, v in logs.items():
             self._writer.add_scalar(f"epoch/{k}", v, epoch + 1)
         if self.histogram_freq and (epoch + 1) % self.histogram_freq == 0:
-            for path, values in ckpt.flatten(run.state.params).items():
-                self._writer.add_histogram(f"params/{path}", values, epoch + 1)
+            self._io.submit(self._histograms, ckpt.flatten(run.state.params), epoch + 1)
+
+    def _histograms(self, params: dict[str, np.ndarray], step: int) -> None:
+        for path, values in params.items():
+            self._writer.add_histogram(f"params/{path}", values, step)
         self._writer.flush()
 
     def on_train_end(self, run):
+        self._io.close()
         if self._writer is not None:
             self._writer.close()
             self._writer = None

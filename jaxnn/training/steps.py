@@ -132,12 +132,16 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
                 grad_bad = jax.tree_util.tree_map(jnp.zeros_like, grad_bad)
             stats["nonfinite"] = {"loss": loss_bad, "grads": grad_bad}
             ok = ok & ~loss_bad & grads_finite
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        new = {"params": optax.apply_updates(state.params, updates), "opt_state": opt_state,
-               "model_state": model_state}
-        if gated:
-            old = {"params": state.params, "opt_state": state.opt_state, "model_state": state.model_state}
-            new = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
+        def update(_):
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            return {"params": optax.apply_updates(state.params, updates), "opt_state": opt_state,
+                    "model_state": model_state}
+
+        def keep(_):
+            return {"params": state.params, "opt_state": state.opt_state, "model_state": state.model_state}
+
+        # A skipped update runs no optimizer arithmetic at all (cheaper than selecting between two states).
+        new = jax.lax.cond(ok, update, keep, None) if gated else update(None)
         return state.replace(step=state.step + 1, loss_scale=loss_scale, **new), stats
 
     return train_step

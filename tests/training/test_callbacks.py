@@ -225,3 +225,31 @@ def test_plot_history_returns_a_figure_and_writes_a_png(tmp_path):
     assert isinstance(fig, Figure) and [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
     assert [line.get_label() for line in fig.axes[0].lines] == ["loss", "val_loss"]
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_early_stopping_on_the_seed_model_returns_the_best_validation_epoch():
+    """The seed notes' overfitting lesson: with restore_best_weights the run ends with the weights of the
+    epoch of lowest val_loss, checked by evaluating them again on the validation split."""
+    import importlib.util
+    import pathlib
+
+    from jaxnn import data
+    from jaxnn.config import build
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "fashion_mnist_seed.py"
+    spec = importlib.util.spec_from_file_location("seed_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    trainer = build(module.get_config()).trainer  # Dense(100, sigmoid) -> Dense(10, softmax), Keras's RMSprop
+    x, y = data.load_arrays("fashion_mnist", "train[:2000]")
+    es = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    state, history = trainer.fit(trainer.init(0, x.shape[1:]), x, y, epochs=60, batch_size=32,
+                                 validation_split=0.2, callbacks=[es], verbose=0)
+    val_loss = history.history["val_loss"]
+    best = int(np.argmin(val_loss))
+    assert es.best_epoch == best and len(val_loss) == best + 4  # stopped by patience after overfitting
+    again = trainer.evaluate(state, x[1600:], y[1600:], batch_size=32)
+    assert again["loss"] == val_loss[best]
+    assert again["accuracy"] == history.history["val_accuracy"][best]
+    print(f"seed model: best epoch {best + 1} of {len(val_loss)}, val_loss {val_loss[best]:.4f} "
+          f"(last {val_loss[-1]:.4f}), re-evaluated {again['loss']:.4f}")
