@@ -28,7 +28,7 @@ def test_trains_writes_outputs_and_reuses_compiled_steps(tmp_path):
     assert results["test_accuracy"] > 0.6  # chance is 0.1
     assert results["epochs"] == 2 and results["test_examples"] == 1000
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     assert all(len(v) == 2 for v in history.values())
     assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "run" / "checkpoints" / "final").is_dir()
