@@ -28,5 +28,5 @@ def get_config():
                         reduce_lr_on_plateau=dict(enabled=False, monitor="val_loss", factor=0.1, patience=10,
                                                   min_delta=1e-4, cooldown=0, min_lr=0.0))
     config.eval = dict(batch_size=1000)
-    config.checkpoint = dict(save_final=True, every_steps=0, keep=3, monitor="val_loss", resume=True)
+    config.checkpoint = dict(save_final=True, every_steps=0, keep=3, monitor="val_loss")
     return config

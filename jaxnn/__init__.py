@@ -7,5 +7,6 @@ from jaxnn.functional import Input, Model
 from jaxnn.models import Sequential, summary
 from jaxnn.multi_output import MultiOutputLoss, OutputMetric
 from jaxnn.training import Callback, History, Trainer, TrainState, plot_history
+from jaxnn.training import callbacks  # jaxnn.callbacks.EarlyStopping, ModelCheckpoint, ...
 
 __version__ = "0.1.0"

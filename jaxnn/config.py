@@ -44,7 +44,6 @@ CHECKPOINT_DEFAULTS = dict(
     every_steps=0,               # also checkpoint every N steps (0: at epoch ends only)
     keep=3,                      # the last K checkpoints are kept, plus the best by `monitor`
     monitor="val_loss",          # "" keeps no best
-    resume=True,                 # continue from the newest checkpoint in the workdir
 )
 # Fields that do not change what is computed: a resumed run may differ in these.
 _NOT_FINGERPRINTED = {"eval": None, "checkpoint": None,

@@ -71,9 +71,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> d
     ckpt_cfg = experiment.checkpoint
     checkpointer = ModelCheckpoint(os.path.join(workdir, "checkpoints"), monitor=ckpt_cfg["monitor"] or None,
                                    every_steps=ckpt_cfg["every_steps"], keep=ckpt_cfg["keep"],
-                                   restore=ckpt_cfg["resume"], fingerprint=fingerprint(config), print_fn=print_fn)
-    if ckpt_cfg["resume"]:
-        checkpointer.check_compatible()  # another run's workdir is refused before anything is read or written
+                                   fingerprint=fingerprint(config), print_fn=print_fn)
+    checkpointer.check_compatible()  # another run's workdir is refused before anything is read or written
     ds = experiment.dataset
     x_train, y_train = data.load_arrays(ds["name"], ds.get("train_split", "train"), data_dir=ds.get("data_dir"))
     x_test, y_test = data.load_arrays(ds["name"], ds.get("test_split", "test"), data_dir=ds.get("data_dir"))
