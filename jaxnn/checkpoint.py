@@ -100,6 +100,13 @@ def unflatten(flat: dict[str, np.ndarray], like, prefix: str = "", where: str = 
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def _checkpointer():
+    """orbax's synchronous checkpointer: the write is complete when `save` returns."""
+    import orbax.checkpoint as ocp
+
+    return ocp.Checkpointer(ocp.StandardCheckpointHandler())
+
+
 def _crc(a: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(a).tobytes())
 
@@ -123,9 +130,8 @@ def save_checkpoint(path: str | os.PathLike, tree, meta: dict | None = None) -> 
     tmp = os.path.join(parent, f".tmp-{name}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.join(tmp, ARRAYS_DIR), {f"a{i}": a for i, a in enumerate(flat.values())})
-        ckptr.wait_until_finished()
+    with _checkpointer() as ckptr:
+        ckptr.save(os.path.join(tmp, ARRAYS_DIR), args=ocp.args.StandardSave({f"a{i}": a for i, a in enumerate(flat.values())}))
     entries = [{"path": p, "shape": list(a.shape), "dtype": a.dtype.name, "crc32": _crc(a)} for p, a in flat.items()]
     record = {"format": FORMAT_VERSION, "arrays": entries, **(meta or {})}
     with open(os.path.join(tmp, META_FILE), "w") as f:
@@ -167,8 +173,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     path = os.path.abspath(os.fspath(path))
     meta = read_meta(path)
     try:
-        with ocp.StandardCheckpointer() as ckptr:
-            restored = ckptr.restore(os.path.join(path, ARRAYS_DIR))
+        with _checkpointer() as ckptr:
+            restored = ckptr.restore(os.path.join(path, ARRAYS_DIR), args=ocp.args.StandardRestore())
     except Exception as e:  # orbax/tensorstore raise many types for a damaged file
         raise CorruptCheckpointError(f"checkpoint {path} could not be read: {type(e).__name__}: {e}") from None
     flat = {}
