@@ -79,6 +79,7 @@ class _ConvBase(Layer):
     kernel_size: int | tuple
     strides: int | tuple = 1
     padding: str = "valid"
+    _: dataclasses.KW_ONLY  # Keras's fifth positional argument is data_format: take the rest by name
     dilation_rate: int | tuple = 1
     activation: str | Callable | None = None
     use_bias: bool = True
@@ -142,6 +143,7 @@ class _Conv(_ConvBase):
     Unlike Keras, strides > 1 and dilation_rate > 1 may be combined.
     """
 
+    _: dataclasses.KW_ONLY
     groups: int = 1
 
     def __post_init__(self):
@@ -202,6 +204,7 @@ class _ConvTranspose(_ConvBase):
     (n - 1) * s + k - 2 * pad + output_padding when `output_padding` is given.
     """
 
+    _: dataclasses.KW_ONLY
     output_padding: int | tuple | None = None
 
     def __post_init__(self):

@@ -35,6 +35,7 @@ class Embedding(Layer):
     input_dim: int
     output_dim: int
     embeddings_initializer: str | Callable = "random_uniform"
+    _: dataclasses.KW_ONLY  # Keras's fourth positional argument is embeddings_regularizer
     mask_zero: bool = False
 
     def __post_init__(self):

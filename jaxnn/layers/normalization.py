@@ -137,6 +137,7 @@ class LayerNormalization(Layer):
     epsilon: float = 1e-3
     center: bool = True
     scale: bool = True
+    _: dataclasses.KW_ONLY  # Keras's fifth positional argument is rms_scaling
     beta_initializer: str | Callable = "zeros"
     gamma_initializer: str | Callable = "ones"
 

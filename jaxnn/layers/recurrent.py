@@ -47,7 +47,8 @@ def split_inputs(layer: Layer, x) -> tuple:
 
 
 def _is_shape(value) -> bool:
-    return isinstance(value, tuple) and all(d is None or isinstance(d, int) for d in value)
+    """A shape is a tuple (or list) of ints and Nones; arrays and tuples of shapes are not."""
+    return isinstance(value, (tuple, list)) and all(d is None or isinstance(d, int) for d in value)
 
 
 def _state_tuple(initial_state) -> tuple | None:
@@ -63,8 +64,9 @@ def _compatible(shape, expected) -> bool:
     return len(shape) == len(expected) and all(a is None or b is None or a == b for a, b in zip(shape, expected))
 
 
-def _shape_of(value):
-    return tuple(value) if _is_shape(tuple(value) if isinstance(value, list) else value) else tuple(value.shape)
+def _shape_of(value) -> tuple:
+    """The shape of an array, or `value` itself when it is a shape (init works on shapes, apply on arrays)."""
+    return tuple(value) if _is_shape(value) else tuple(value.shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +282,7 @@ class Bidirectional(Layer):
 
     layer: _Recurrent
     merge_mode: str | None = "concat"
+    _: dataclasses.KW_ONLY  # Keras's third positional argument is weights
     backward_layer: _Recurrent | None = None
 
     def __post_init__(self):
