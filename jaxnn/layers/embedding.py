@@ -34,7 +34,7 @@ class Embedding(Layer):
 
     input_dim: int
     output_dim: int
-    embeddings_initializer: str | Callable = "random_uniform"
+    embeddings_initializer: str | Callable = "uniform"
     _: dataclasses.KW_ONLY  # Keras's fourth positional argument is embeddings_regularizer
     mask_zero: bool = False
 
