@@ -253,3 +253,16 @@ def test_early_stopping_on_the_seed_model_returns_the_best_validation_epoch():
     assert again["accuracy"] == history.history["val_accuracy"][best]
     print(f"seed model: best epoch {best + 1} of {len(val_loss)}, val_loss {val_loss[best]:.4f} "
           f"(last {val_loss[-1]:.4f}), re-evaluated {again['loss']:.4f}")
+
+
+@pytest.mark.parametrize("min_interval_s,drawn_after_first_epoch", [(0.0, True), (1e9, False)])
+def test_curves_png_is_redrawn_at_epoch_ends_no_more_often_than_asked(tmp_path, min_interval_s,
+                                                                      drawn_after_first_epoch):
+    from jaxnn.training.callbacks import PlotHistory
+
+    path = tmp_path / "curves.png"
+    seen = []
+    watch = LambdaCallback(on_epoch_end=lambda run, epoch, logs: seen.append(path.exists()))
+    _fit(_trainer(), [PlotHistory(path, min_interval_s=min_interval_s), watch], epochs=2)
+    assert seen[0] == drawn_after_first_epoch
+    assert path.read_bytes()[:4] == b"\x89PNG"  # always drawn by the end
