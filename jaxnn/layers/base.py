@@ -35,9 +35,8 @@ class ShapeError(ValueError):
 
 def snake_case(name: str) -> str:
     """Keras-style default layer name: `Conv2D` -> `conv2d`, `BatchNormalization` -> `batch_normalization`."""
-    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
-    s = re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", s)
-    return re.sub(r"_(\d)", r"\1", s).lower()
+    s = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def count_params(tree) -> int:
