@@ -5,7 +5,7 @@
 
 "bare" is `fit(verbose=0)`. "loop" adds everything that watches or saves the run:
 a progress bar (to /dev/null), TerminateOnNaN, EarlyStopping(restore_best_weights),
-ReduceLROnPlateau, CSVLogger, curves.png redrawn each epoch, TensorBoard
+ReduceLROnPlateau, CSVLogger, curves.png (PlotHistory: at most every 10 s and at the end), TensorBoard
 (scalars every 50 steps, weight histograms per epoch), ModelCheckpoint every
 `--every-steps` steps and at each epoch end. "+finite" also sets
 `check_finite=True` (a pass over the gradients in every step), "+opt" also
