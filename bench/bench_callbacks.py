@@ -3,19 +3,18 @@
 
     python bench/bench_callbacks.py [--repeats 3] [--epochs 3] [--examples 60000] [--every-steps 500]
 
-"bare" is `fit(verbose=0)`. "loop" adds everything that watches or saves the run:
-a progress bar (to /dev/null), TerminateOnNaN, EarlyStopping(restore_best_weights),
-ReduceLROnPlateau, CSVLogger, curves.png (PlotHistory: at most every 10 s and at the end), TensorBoard
-(scalars every 50 steps, weight histograms per epoch), ModelCheckpoint every
-`--every-steps` steps and at each epoch end. "+finite" also sets
-`check_finite=True` (a pass over the gradients in every step), "+opt" also
-clips gradients by global norm and follows a warm-up + cosine schedule (so no
-ReduceLROnPlateau): arithmetic added to the step rather than loop overhead,
-reported apart. Runs
-alternate so machine noise hits all alike; each timing is a whole `fit` of
-`--epochs` epochs after a warm-up (so the once-per-fit costs, such as opening
-the event file and waiting for the last writes, are spread as in a real run);
-the overhead is the ratio of median times.
+"bare" is `fit(verbose=0)`. "loop" adds everything that watches or saves the
+run: a progress bar (to /dev/null), TerminateOnNaN, EarlyStopping
+(restore_best_weights), ReduceLROnPlateau, CSVLogger, curves.png (PlotHistory:
+at most every 10 s and at the end), TensorBoard (scalars every 50 steps, weight
+histograms per epoch), ModelCheckpoint every `--every-steps` steps and at each
+epoch end. "+finite" also sets `check_finite=True` (a pass over the gradients in
+every step), "+opt" also clips gradients by global norm and follows a warm-up +
+cosine schedule (so no ReduceLROnPlateau): arithmetic added to the step rather
+than loop overhead, reported apart. Runs alternate so machine noise hits all
+alike; each timing is a whole `fit` of `--epochs` epochs after a warm-up (so the
+once-per-fit costs, such as opening the event file and waiting for the last
+writes, are spread as in a real run); the overhead is the ratio of median times.
 """
 from __future__ import annotations
 
