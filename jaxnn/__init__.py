@@ -1,7 +1,13 @@
 """jaxnn: Keras-style neural networks as pure JAX functions, trained with optax."""
 from jaxnn import activations, initializers, losses, metrics, optimizers
 from jaxnn import transfer
-from jaxnn.layers import Activation, Dense, Dropout, Flatten, Layer, Reshape, ShapeError
+from jaxnn.layers import (ELU, GRU, LSTM, Activation, Add, Average, AveragePooling1D, AveragePooling2D,
+                          BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DTranspose, Conv2D,
+                          Conv2DTranspose, Dense, Dropout, Embedding, FlaxModule, FlaxNNX, Flatten, FunctionLayer,
+                          GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                          Layer, LayerNormalization, LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum,
+                          Multiply, PReLU, ReLU, Reshape, RReLU, ShapeError, SimpleRNN, Softmax, SpatialDropout1D,
+                          SpatialDropout2D, Subtract)
 from jaxnn.losses import to_categorical
 from jaxnn.functional import Input, Model
 from jaxnn.models import Sequential, summary

@@ -15,19 +15,15 @@ from jaxnn.layers.wrappers import FlaxModule, FlaxNNX, FunctionLayer
 from jaxnn.registry import Registry
 
 LAYERS: Registry = Registry("layer")
-for _cls in (ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax):
-    LAYERS.register(_cls.__name__, _cls)
-for _cls in (Activation, Dense, Dropout, Flatten, Reshape):
-    LAYERS.register(_cls.__name__, _cls)
-for _cls in (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract):
-    LAYERS.register(_cls.__name__, _cls)
-for _cls in (Conv1D, Conv2D, Conv1DTranspose, Conv2DTranspose, SpatialDropout1D, SpatialDropout2D, Embedding,
+for _cls in (Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D,
+             ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax,
+             Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract,
+             Conv1D, Conv2D, Conv1DTranspose, Conv2DTranspose, Embedding,
              BatchNormalization, LayerNormalization, SimpleRNN, LSTM, GRU, Bidirectional):
     LAYERS.register(_cls.__name__, _cls)
 for _cls in (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
              GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D):
     LAYERS.register(_cls.__name__, _cls, aliases=(_cls.__name__.replace("Average", "Avg").replace("Pooling", "Pool"),))
-
 
 def from_spec(spec: dict) -> Layer:
     """Build a layer from a config dict such as `{"type": "Dense", "units": 10}`."""
