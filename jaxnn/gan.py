@@ -192,6 +192,8 @@ class GAN:
         `on_epoch_end(epoch, state, logs)` runs after each epoch.
         """
         n = int(np.shape(images)[0])
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 < batch_size <= n:
             raise ValueError(f"batch_size must be a positive integer at most the {n} images, got {batch_size!r}")
         data, steps, history = jax.device_put(images), n // batch_size, History()

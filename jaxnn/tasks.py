@@ -343,12 +343,14 @@ def transfer_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     1. pretrain the base classifier on the base classes; save its params;
     2. load them by layer name into the transfer model (new head), freeze
        `transfer.freeze`, train the head (`head_epochs`); the frozen params are
-       checked to be bit-identical afterwards;
+       checked to be bit-identical afterwards (freezing is of params: BatchNorm
+       moving statistics in frozen layers still follow the new data);
     3. unfreeze everything and fine-tune at `fine_tune_optimizer`'s lower rate;
     4. train the same transfer model from scratch on the same images for the
        same number of epochs (head + fine-tune) with `transfer.optimizer`.
     Test accuracy on the target classes' test images: `transfer_test_accuracy`
-    vs `scratch_test_accuracy` in results.json; each phase's History in history.json.
+    vs `scratch_test_accuracy` in results.json; each phase's History in
+    history.json; params in checkpoints/base, checkpoints/transfer, checkpoints/scratch.
     """
     from jaxnn import data, transfer
 
@@ -410,6 +412,8 @@ def transfer_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     state = state.replace(opt_state=tune_tx.init(state.params))
     state, histories["fine_tune"] = fit(tune_trainer, state, xt, yt, phases["fine_tune_epochs"], phases["batch_size"])
     transfer_test = tune_trainer.evaluate(state, xt_test, yt_test, batch_size=eval_bs)
+    transfer.save_params(os.path.join(workdir, "checkpoints", "transfer"),
+                         {"params": state.params, "model_state": state.model_state})
     seconds["transfer"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -419,6 +423,8 @@ def transfer_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     state, histories["scratch"] = fit(scratch_trainer, scratch_trainer.init(scratch_key, shape), xt, yt, epochs,
                                       phases["batch_size"])
     scratch_test = scratch_trainer.evaluate(state, xt_test, yt_test, batch_size=eval_bs)
+    transfer.save_params(os.path.join(workdir, "checkpoints", "scratch"),
+                         {"params": state.params, "model_state": state.model_state})
     seconds["scratch"] = time.perf_counter() - tick
 
     results = {

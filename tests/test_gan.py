@@ -123,6 +123,8 @@ def test_fit_shuffles_per_epoch_and_returns_epoch_means():
     assert history.history["d_loss"] == [logs["d_loss"] for _, _, logs in seen]
     with pytest.raises(ValueError, match="batch_size must be a positive integer at most the 20 images, got 21"):
         gan.fit(state, images, epochs=1, batch_size=21)
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got 0"):
+        gan.fit(state, images, epochs=0, batch_size=8)
 
 
 @pytest.mark.parametrize("generator,discriminator,match", [
