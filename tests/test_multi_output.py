@@ -83,3 +83,19 @@ def test_train_step_of_a_two_output_model_lowers_the_loss():
     assert losses[-1] < 0.5 * losses[0]
     accuracy = stats["digit_accuracy"]
     assert float(accuracy["total"] / accuracy["count"]) > 0.8
+
+
+def test_fit_evaluate_and_predict_with_dict_targets():
+    trainer = Trainer(two_headed(), optimizer=optimizers.get("adam", learning_rate=1e-2),
+                      metrics=[OutputMetric("digit", "accuracy")],
+                      loss=MultiOutputLoss({"digit": "sparse_categorical_crossentropy", "size": "mse"}))
+    x, y = data(300)
+    state, history = trainer.fit(trainer.init(0, (4,)), x, y, epochs=20, batch_size=32, validation_split=0.2,
+                                 verbose=0)
+    assert history.history["val_digit_accuracy"][-1] > 0.8
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    preds = trainer.predict(state, x[:50], batch_size=16)
+    assert preds["digit"].shape == (50, 3) and preds["size"].shape == (50, 2)
+    scores = trainer.evaluate(state, x, y, batch_size=7)
+    expected = float(np.mean(trainer.predict(state, x)["digit"].argmax(1) == y["digit"]))
+    assert scores["digit_accuracy"] == pytest.approx(expected, abs=1e-6)

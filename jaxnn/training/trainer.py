@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from jaxnn import losses, metrics as metrics_lib, optimizers
+from jaxnn.functional import is_shape
 from jaxnn.layers.base import Layer, ShapeError, as_shape
 from jaxnn.training.callbacks import Callback, ProgressLogger, Run
 from jaxnn.training.history import History
@@ -198,7 +199,8 @@ class Trainer:
         """A fresh TrainState for inputs of `input_shape` (without the batch dimension)."""
         key = _as_key(key)
         init_key, state_key = jax.random.split(key)
-        _, params, model_state = self.model.init(init_key, (None, *as_shape(input_shape)))
+        full_shape = jax.tree_util.tree_map(lambda s: (None, *as_shape(s)), input_shape, is_leaf=is_shape)
+        _, params, model_state = self.model.init(init_key, full_shape)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                           opt_state=self.tx.init(params), key=state_key,
                           loss_scale=LossScale.create() if self.policy.loss_scaling else None)
@@ -217,6 +219,13 @@ class Trainer:
         """Validate inputs and targets against the model before any step; returns the example count."""
         n = _num_examples((x, y))
         out = self.output_spec(state, x)
+        if not isinstance(out, jax.ShapeDtypeStruct):  # several outputs: the loss checks targets per output
+            spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), np.asarray(a).dtype), y)
+            try:
+                jax.eval_shape(self.loss_fn, spec, out)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"targets do not fit the model's outputs under this loss: {e}") from None
+            return n
         y = np.asarray(y)
         target_spec = jax.ShapeDtypeStruct((out.shape[0], *y.shape[1:]), y.dtype)
         try:
@@ -246,7 +255,7 @@ class Trainer:
         grow = lambda a: np.concatenate([np.asarray(a), np.zeros((pad, *np.shape(a)[1:]), np.asarray(a).dtype)])
         data = {"inputs": jax.tree_util.tree_map(grow, x)}
         if y is not None:
-            data["targets"] = grow(y)
+            data["targets"] = jax.tree_util.tree_map(grow, y)
             data["weights"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
         return jax.device_put(data), n, (n + pad) // batch_size
 
@@ -270,7 +279,7 @@ class Trainer:
         data, n, num_batches = self._padded(x, None, batch_size)
         outs = [self._predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size=batch_size)
                 for i in range(num_batches)]
-        return np.asarray(jnp.concatenate(outs)[:n])
+        return jax.tree_util.tree_map(lambda *chunks: np.asarray(jnp.concatenate(chunks)[:n]), *outs)
 
     def predict_classes(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
         """Predicted class ids: argmax over classes, or p > 0.5 for a single sigmoid output."""
@@ -312,7 +321,7 @@ class Trainer:
             self.check_data(state, *validation_data)
             val_data, _, val_batches = self._padded(*validation_data, batch_size)
 
-        data = jax.device_put({"inputs": x, "targets": np.asarray(y)})
+        data = jax.device_put({"inputs": x, "targets": jax.tree_util.tree_map(np.asarray, y)})
         steps = n // batch_size
         callbacks = sorted(([ProgressLogger()] if verbose else []) + list(callbacks), key=lambda cb: cb.order)
         run = Run(trainer=self, state=state, history=History(), epochs=epochs, steps_per_epoch=steps,
