@@ -14,7 +14,6 @@ from ml_collections import config_dict
 
 def get_config():
     config = ml_collections.ConfigDict()
-    config.task = "text_classification"
     config.seed = 0
     config.dataset = dict(name="imdb_reviews", data_dir=config_dict.placeholder(str),
                           train_split="train", test_split="test",

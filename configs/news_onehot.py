@@ -16,7 +16,6 @@ from ml_collections import config_dict
 
 def get_config():
     config = ml_collections.ConfigDict()
-    config.task = "text_classification"
     config.seed = 0
     config.dataset = dict(name="ag_news_subset", data_dir=config_dict.placeholder(str),
                           train_split="train[:30000]", test_split="test",

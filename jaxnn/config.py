@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import ml_collections

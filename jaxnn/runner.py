@@ -60,7 +60,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> d
     `NonFiniteError` when the loss or a gradient went NaN/inf.
     """
     task = config.get("task", "classify")
-    if task != "classify":  # perceptrons, text: jaxnn/tasks.py
+    if task != "classify":  # perceptrons, transfer, GAN: jaxnn/tasks.py
         from jaxnn import tasks
 
         return tasks.TASKS.get(task)(config, workdir, print_fn=print_fn)
@@ -74,8 +74,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> d
                                    fingerprint=fingerprint(config), print_fn=print_fn)
     checkpointer.check_compatible()  # another run's workdir is refused before anything is read or written
     ds = experiment.dataset
-    x_train, y_train = data.load_arrays(ds["name"], ds.get("train_split", "train"), data_dir=ds.get("data_dir"))
-    x_test, y_test = data.load_arrays(ds["name"], ds.get("test_split", "test"), data_dir=ds.get("data_dir"))
+    (x_train, y_train), (x_test, y_test) = data.load_splits(  # text: the vocabulary comes from the train split
+        ds["name"], (ds.get("train_split", "train"), ds.get("test_split", "test")), data_dir=ds.get("data_dir"),
+        **data.dataset_options(ds))
 
     train = experiment.train
     total_steps = _steps_per_epoch(x_train.shape[0], train) * train["epochs"]

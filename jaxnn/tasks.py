@@ -2,7 +2,6 @@
 
     python train.py --config configs/perceptron_and.py --workdir runs/and     # task = "perceptron"
     python train.py --config configs/xor_mlp.py --workdir runs/xor            # task = "perceptron_vs_mlp"
-    python train.py --config configs/imdb_multihot.py --workdir runs/imdb     # task = "text_classification"
     python train.py --config configs/fashion_mnist_transfer.py --workdir runs/transfer   # task = "transfer"
     python train.py --config configs/fashion_mnist_gan.py --workdir runs/gan             # task = "gan"
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from jaxnn import perceptron
 from jaxnn.checkpoint import save_tree
-from jaxnn.config import build, build_loss, build_model, build_optimizer
+from jaxnn.config import build_loss, build_model, build_optimizer
 from jaxnn.data import toy
 from jaxnn.models import summary
 from jaxnn.registry import Registry
@@ -169,45 +168,6 @@ def perceptron_vs_mlp(config: ml_collections.ConfigDict, workdir: str, *, print_
         "mlp_loss_per_epoch": history.history["loss"],
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    return _write_results(config, workdir, results, print_fn)
-
-
-@TASKS.register("text_classification")
-def text_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> dict:
-    """`run`'s classification on a text dataset, vectorized as the `dataset` fields say (see `TextEncoding`).
-
-    The vocabulary comes from `dataset.train_split` only and encodes both splits.
-    Writes what `run` writes: history.json, results.json, curves.png, config.json
-    and the final parameters.
-    """
-    from jaxnn import data
-
-    started = time.perf_counter()
-    experiment = build(config)  # every config error surfaces here, before any I/O
-    ds = experiment.dataset
-    (x_train, y_train), (x_test, y_test) = data.load_splits(
-        ds["name"], (ds.get("train_split", "train"), ds.get("test_split", "test")), data_dir=ds.get("data_dir"),
-        **data.dataset_options(ds))
-
-    trainer, train = experiment.trainer, experiment.train
-    state = trainer.init(jax.random.key(experiment.seed), x_train.shape[1:])
-    summary(trainer.model, x_train.shape[1:], params=state.params, state=state.model_state, print_fn=print_fn)
-    state, history = trainer.fit(
-        state, x_train, y_train, epochs=train["epochs"], batch_size=train["batch_size"],
-        validation_split=train.get("validation_split", 0.0), shuffle=train.get("shuffle", True),
-        verbose=int(print_fn is not None),
-    )
-    test = trainer.evaluate(state, x_test, y_test, batch_size=experiment.eval["batch_size"])
-    results = {f"test_{k}": v for k, v in test.items()}
-    results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 2),
-                   train_examples=int(x_train.shape[0]), test_examples=int(x_test.shape[0]))
-
-    os.makedirs(workdir, exist_ok=True)
-    if experiment.checkpoint.get("save_final", True):
-        save_tree(os.path.join(workdir, "checkpoints", "final"),
-                  {"params": state.params, "model_state": state.model_state})
-    plot_history(history, os.path.join(workdir, "curves.png"))
-    write_atomic(os.path.join(workdir, "history.json"), history.to_json())
     return _write_results(config, workdir, results, print_fn)
 
 
