@@ -17,8 +17,9 @@ def get_config():
         dict(type="Dense", units=10, activation="softmax"),
     ])
     config.loss = dict(name="sparse_categorical_crossentropy")
-    config.optimizer = dict(name="adam", learning_rate=1e-3)
-    config.train = dict(epochs=12, batch_size=128, validation_split=0.1, shuffle=True, metrics=("accuracy",))
+    config.optimizer = dict(name="adam", learning_rate=2e-3,
+                            schedule=dict(name="warmup_cosine", warmup_steps=200))
+    config.train = dict(epochs=15, batch_size=128, validation_split=0.1, shuffle=True, metrics=("accuracy",))
     config.eval = dict(batch_size=1000)
     config.checkpoint = dict(save_final=True)
     return config
