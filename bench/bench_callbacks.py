@@ -1,7 +1,7 @@
 """Overhead of the loop's features on bench_fit.py's MLP: `fit` with callbacks, logging and checkpoints
 (then also the in-step finite check, gradient clipping and a schedule) against a bare `fit`, in the same run.
 
-    python bench/bench_callbacks.py [--repeats 3] [--epochs 3] [--examples 60000] [--every-steps 500]
+    python bench/bench_callbacks.py [--repeats 3] [--epochs 6] [--examples 60000] [--every-steps 1000]
 
 "bare" is `fit(verbose=0)`. "loop" adds everything that watches or saves the
 run: a progress bar (to /dev/null), TerminateOnNaN, EarlyStopping
@@ -12,9 +12,16 @@ epoch end. "+finite" also sets `check_finite=True` (a pass over the gradients in
 every step), "+opt" also clips gradients by global norm and follows a warm-up +
 cosine schedule (so no ReduceLROnPlateau): arithmetic added to the step rather
 than loop overhead, reported apart. Runs alternate so machine noise hits all
-alike; each timing is a whole `fit` of `--epochs` epochs after a warm-up (so the
-once-per-fit costs, such as opening the event file and waiting for the last
-writes, are spread as in a real run); the overhead is the ratio of median times.
+alike. Two figures per variant, each a median over all repeats:
+
+- per step: the steady-state time of one epoch (from one epoch's end to the
+  next, so it holds the epoch's steps, the background writes they overlap and
+  all epoch-end work; the first epoch is left out), divided by its steps;
+- whole fit: a `fit` of `--epochs` epochs after a warm-up, which adds the
+  once-per-run costs (opening the event file, the final plot and waiting for
+  the last checkpoint to be written), spread over the run as in a real one.
+
+The overheads are ratios of these medians against "bare" in the same run.
 """
 from __future__ import annotations
 
@@ -29,8 +36,8 @@ import jax
 import jaxnn
 from bench_fit import BATCH, CLASSES, HIDDEN, make_data
 from jaxnn import Dense, Flatten, Sequential, Trainer, optimizers
-from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, PlotHistory, ProgressLogger,
-                                      ReduceLROnPlateau, TensorBoard, TerminateOnNaN)
+from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint, PlotHistory,
+                                      ProgressLogger, ReduceLROnPlateau, TensorBoard, TerminateOnNaN)
 
 LOG_EVERY_STEPS = 50
 
@@ -65,11 +72,16 @@ def runner(x, y, epochs: int, variant: str, every_steps: int, total_steps: int):
     box = {"state": trainer.init(0, x.shape[1:])}
     workdir = tempfile.mkdtemp(prefix=f"bench-{variant}-")
 
-    def run():
+    def run() -> list[float]:
+        """Fits once; returns the steady-state epoch cycle times (seconds)."""
+        ends = []
+        probe = LambdaCallback(on_epoch_end=lambda run, epoch, logs: ends.append(time.perf_counter()))
+        probe.order = -1000  # first at each epoch end, so a cycle holds one epoch's steps and its end-of-epoch work
         callbacks = [] if variant == "bare" else loop_callbacks(workdir, every_steps, variant.endswith("+opt"))
         box["state"], _ = trainer.fit(box["state"], x, y, epochs=epochs, batch_size=BATCH, verbose=0,
-                                      callbacks=callbacks, log_every_steps=LOG_EVERY_STEPS)
+                                      callbacks=[probe, *callbacks], log_every_steps=LOG_EVERY_STEPS)
         jax.block_until_ready(box["state"].params)
+        return [b - a for a, b in zip(ends, ends[1:])]
 
     return run
 
@@ -77,31 +89,38 @@ def runner(x, y, epochs: int, variant: str, every_steps: int, total_steps: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--examples", type=int, default=60000)
-    parser.add_argument("--every-steps", type=int, default=500)
+    parser.add_argument("--every-steps", type=int, default=1000)
     args = parser.parse_args()
     x, y = make_data(args.examples)
-    steps = (args.examples // BATCH) * args.epochs
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (the per-step figure needs a steady-state epoch)")
+    steps_per_epoch = args.examples // BATCH
+    steps = steps_per_epoch * args.epochs
     runners = {v: runner(x, y, args.epochs, v, args.every_steps, steps * (args.repeats + 1))
                for v in VARIANTS}
     for run in runners.values():
         run()  # compile and warm up
     times = {name: [] for name in runners}
+    cycles = {name: [] for name in runners}
     for _ in range(args.repeats):
         for name, run in runners.items():
             start = time.perf_counter()
-            run()
+            cycles[name] += run()
             times[name].append(time.perf_counter() - start)
+    per_step = {name: statistics.median(c) / steps_per_epoch for name, c in cycles.items()}
     medians = {name: statistics.median(t) for name, t in times.items()}
     print(f"device: {jax.devices()[0].platform} x{jax.device_count()}  model: MLP 784-{HIDDEN}-{HIDDEN}-{CLASSES}  "
-          f"batch: {BATCH}  steps/run: {steps}  checkpoint every {args.every_steps} steps + epoch end  "
-          f"repeats: {args.repeats}")
-    for name, median in medians.items():
+          f"batch: {BATCH}  epochs/fit: {args.epochs} ({steps} steps)  checkpoint every {args.every_steps} steps "
+          f"+ epoch end  repeats: {args.repeats}")
+    for name in runners:
         runs = ", ".join(f"{t:.2f}" for t in times[name])
-        print(f"{name:15s} median {median:7.3f} s  {1e3 * median / steps:6.2f} ms/step   (runs: {runs})")
+        print(f"{name:15s} per step {1e3 * per_step[name]:5.2f} ms (median of {len(cycles[name])} epochs)   "
+              f"whole fit {medians[name]:7.3f} s (runs: {runs})")
     for name in VARIANTS[1:]:
-        print(f"overhead {name} / bare: {100 * (medians[name] / medians['bare'] - 1):+.1f}%")
+        print(f"overhead {name:15s} / bare: per step {100 * (per_step[name] / per_step['bare'] - 1):+5.1f}%   "
+              f"whole fit {100 * (medians[name] / medians['bare'] - 1):+5.1f}%")
 
 
 if __name__ == "__main__":

@@ -261,7 +261,8 @@ def test_curves_png_is_redrawn_at_epoch_ends_no_more_often_than_asked(tmp_path, 
 
     path = tmp_path / "curves.png"
     seen = []
-    watch = LambdaCallback(on_epoch_end=lambda run, epoch, logs: seen.append(path.exists()))
-    _fit(_trainer(), [PlotHistory(path, min_interval_s=min_interval_s), watch], epochs=2)
+    plot = PlotHistory(path, min_interval_s=min_interval_s)  # draws off the training thread; flush waits for it
+    watch = LambdaCallback(on_epoch_end=lambda run, epoch, logs: (plot.flush(), seen.append(path.exists())))
+    _fit(_trainer(), [plot, watch], epochs=3)
     assert seen[0] == drawn_after_first_epoch
     assert path.read_bytes()[:4] == b"\x89PNG"  # always drawn by the end
