@@ -10,9 +10,12 @@ layers (features and new_head train), 20 epochs; unfreeze and fine-tune everythi
 20 epochs. results.json: transfer_test_accuracy vs scratch_test_accuracy on the 5,000 test images of
 classes 5-9.
 
-Measured (seed 0, 2 CPU cores, about a minute): transfer 0.952, scratch 0.947. The margin is small on
-this split: the errors left are sandal/sneaker/ankle-boot confusions, and the base never saw footwear.
-Freezing `features` too gives 0.929 (its units are tuned to clothes).
+Measured on 2 CPU cores (about a minute a run), test accuracy on classes 5-9, transfer vs scratch:
+seed 0: 0.955 vs 0.945; seeds 0-3: transfer wins every time, by 1.0, 0.9, 1.3 and 0.1 points (mean
+0.8). Without the dropout and with 3 pretraining epochs the margin was 0.4-0.7 points. It stays
+small on this split: scratch already reaches ~0.94 from 100 images a class, the errors left are
+sandal/sneaker/ankle-boot confusions, and the base never saw footwear. Freezing `features` too is
+worse (its units are tuned to clothes).
 """
 import ml_collections
 from ml_collections import config_dict
@@ -34,9 +37,11 @@ def get_config():
         dict(type="Conv2D", filters=32, kernel_size=3, padding="same", activation="relu", name="conv_2"),
         dict(type="MaxPooling2D", pool_size=2),
         dict(type="Flatten"),
+        dict(type="Dropout", rate=0.3),
         dict(type="Dense", units=64, activation="relu", name="features"),
+        dict(type="Dropout", rate=0.3),
     ])
-    config.pretrain = dict(epochs=3, batch_size=128, optimizer=dict(name="adam", learning_rate=1e-3))
+    config.pretrain = dict(epochs=10, batch_size=128, optimizer=dict(name="adam", learning_rate=1e-3))
     config.transfer = dict(freeze=("conv_*",), head_epochs=20, fine_tune_epochs=20, batch_size=32,
                            optimizer=dict(name="adam", learning_rate=1e-3),
                            fine_tune_optimizer=dict(name="adam", learning_rate=1e-4))
