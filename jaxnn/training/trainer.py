@@ -154,7 +154,7 @@ class Trainer:
 
         def fit_step(state, totals, guard, data, perm, index, batch_size):
             idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
-            batch = jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), data)
+            batch = jax.tree_util.tree_map(lambda a: a[idx], data)  # in bounds: idx comes from perm
             if not self.check_finite:
                 state, stats = train_step(state, batch)
                 return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
