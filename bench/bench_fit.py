@@ -48,8 +48,8 @@ def jaxnn_epoch_runner(x, y, epochs: int):
 
 
 def handwritten_epoch_runner(x, y, epochs: int, tuned: bool = True):
-    """The hand-written loop. `tuned=False` is the plain one (no donation, no running metrics):
-    one `jax.jit` step + optax, as the README of any JAX tutorial has it."""
+    """The hand-written loop. `tuned=False` is the plain one: a `jax.jit` step + optax, no donation,
+    no running metrics (its `totals` is None, so it carries nothing)."""
     def init(key):
         sizes = [784, HIDDEN, HIDDEN, CLASSES]
         keys = jax.random.split(key, len(sizes) - 1)
@@ -95,7 +95,7 @@ def handwritten_epoch_runner(x, y, epochs: int, tuned: bool = True):
         for _ in range(epochs):
             perm = permutation(key, box["epoch"])
             box["epoch"] += 1
-            totals = {"loss": jnp.zeros(()), "correct": jnp.zeros((), jnp.int32)}
+            totals = {"loss": jnp.zeros(()), "correct": jnp.zeros((), jnp.int32)} if tuned else None
             for i in range(x.shape[0] // BATCH):
                 box["params"], box["opt_state"], totals = step(box["params"], box["opt_state"], totals, xs, ys,
                                                                 perm, i)

@@ -56,7 +56,7 @@ def relu(x, negative_slope: float = 0.0, max_value: float | None = None, thresho
     """
     x = jnp.asarray(x)
     if negative_slope == 0.0 and max_value is None and threshold == 0.0:
-        return jax.nn.relu(x)  # the common case: a max that XLA fuses into the matmul's epilogue
+        return jax.nn.relu(x)  # the common case: a plain max (same zero gradient at 0 as the general form)
     positive = jnp.where(x > threshold, x, jnp.zeros((), x.dtype))
     if max_value is not None:
         positive = jnp.minimum(positive, max_value)

@@ -67,8 +67,7 @@ def plot_history(history, path: str | os.PathLike | None = None):
         ax.set_ylabel(key)
         ax.legend()
         ax.grid(alpha=0.3)
-    # Fixed margins rather than tight_layout, which draws the whole figure once more (half the cost of a redraw).
-    fig.subplots_adjust(left=0.1 / len(panels), right=1 - 0.03 / len(panels), bottom=0.13, top=0.95, wspace=0.3)
+    fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=100, format="png")
     return fig
