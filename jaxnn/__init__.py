@@ -6,8 +6,8 @@ from jaxnn.layers import (ELU, GRU, LSTM, Activation, Add, Average, AveragePooli
                           Conv2DTranspose, Dense, Dropout, Embedding, FlaxModule, FlaxNNX, Flatten, FunctionLayer,
                           GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                           Layer, LayerNormalization, LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum,
-                          Multiply, PReLU, ReLU, Reshape, RReLU, ShapeError, SimpleRNN, Softmax, SpatialDropout1D,
-                          SpatialDropout2D, Subtract)
+                          Multiply, PReLU, RandomFlip, RandomTranslation, ReLU, Reshape, RReLU, ShapeError, SimpleRNN,
+                          Softmax, SpatialDropout1D, SpatialDropout2D, Subtract)
 from jaxnn.losses import to_categorical
 from jaxnn.functional import Input, Model
 from jaxnn.models import Sequential, summary

@@ -1,5 +1,6 @@
 """Layers by family; `LAYERS` maps Keras class names to layer classes for configs."""
 from jaxnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax
+from jaxnn.layers.augment import RandomFlip, RandomTranslation
 from jaxnn.layers.base import Layer, ShapeError, abstract_init, count_params
 from jaxnn.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose
 from jaxnn.layers.core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
@@ -19,7 +20,8 @@ for _cls in (Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, Spa
              ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax,
              Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract,
              Conv1D, Conv2D, Conv1DTranspose, Conv2DTranspose, Embedding,
-             BatchNormalization, LayerNormalization, SimpleRNN, LSTM, GRU, Bidirectional):
+             BatchNormalization, LayerNormalization, SimpleRNN, LSTM, GRU, Bidirectional,
+             RandomFlip, RandomTranslation):
     LAYERS.register(_cls.__name__, _cls)
 for _cls in (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
              GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D):

@@ -13,7 +13,7 @@ import pytest
 from jaxnn import Dense, Dropout, Sequential, Trainer, optimizers
 from jaxnn.checkpoint import CheckpointMismatchError
 from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint, ProgressLogger,
-                                      ReduceLROnPlateau, TensorBoard, TerminateOnNaN)
+                                      ReduceLROnPlateau, TensorBoard, TerminateOnNaN, histogram)
 from jaxnn.training.trainer import TrainingInterrupted
 
 
@@ -122,19 +122,32 @@ def test_csv_logger_writes_the_history(tmp_path):
 def test_tensorboard_files_are_readable_by_tensorflow(tmp_path):
     import tensorflow as tf
 
-    _, history = _fit(_trainer(), [TensorBoard(tmp_path / "tb")], epochs=2, log_every_steps=5)
-    scalars, histograms = {}, set()
+    state, history = _fit(_trainer(), [TensorBoard(tmp_path / "tb")], epochs=2, log_every_steps=5)
+    scalars, histograms = {}, {}
     for path in (tmp_path / "tb").iterdir():
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
                 if value.HasField("histo"):
-                    histograms.add((value.tag, event.step))
+                    histograms[(value.tag, event.step)] = value.histo
                 else:
                     scalars.setdefault(value.tag, {})[event.step] = value.simple_value
     for key, values in history.history.items():
         np.testing.assert_allclose([scalars[f"epoch/{key}"][e] for e in (1, 2)], values, rtol=1e-6)
     assert sorted(scalars["batch/loss"]) == [5, 10, 15, 20, 25, 30]
-    assert {("params/dense/kernel", 1), ("params/dense_1/bias", 2)} <= histograms
+    assert {("params/dense/kernel", 1), ("params/dense_1/bias", 2)} <= set(histograms)
+    kernel = np.asarray(state.params["dense"]["kernel"]).ravel()  # the last epoch's histogram is of the final weights
+    histo = histograms[("params/dense/kernel", 2)]
+    assert (histo.num, histo.min, histo.max) == (kernel.size, kernel.min(), kernel.max())
+    np.testing.assert_allclose([histo.sum, histo.sum_squares], [kernel.sum(), kernel @ kernel], rtol=1e-5)
+    counts, edges = np.histogram(kernel, bins=30)
+    np.testing.assert_allclose(histo.bucket_limit, edges, atol=1e-6)
+    assert list(histo.bucket) == [0, *counts]
+
+
+def test_tensorboard_histogram_of_constant_values_has_one_full_bucket():
+    histo = histogram(np.full(7, 2.5, np.float32), bins=4)
+    assert (histo["min"], histo["max"], histo["num"], histo["sum"]) == (2.5, 2.5, 7, 17.5)
+    assert sum(histo["bucket_counts"]) == 7 and histo["bucket_limits"][0] <= 2.5 <= histo["bucket_limits"][-1]
 
 
 def test_progress_bar_on_a_terminal_and_one_line_per_epoch_otherwise():
