@@ -423,10 +423,14 @@ class TensorBoard(Callback):
     """TensorBoard event files in `log_dir`: scalars per log interval and per epoch, weight histograms per epoch.
 
     Tags: `batch/<key>` (running epoch means, x = global step), `epoch/<key>`
-    (x = epoch number, `lr` included) and `params/<layer>/<name>`.
+    (x = epoch number, `lr` included) and `params/<layer>/<name>` (weight
+    histograms every `histogram_freq` epochs, 0 for none, in `bins` buckets).
     """
 
     def __init__(self, log_dir: str | os.PathLike, histogram_freq: int = 1, bins: int = 30):
+        for field, value, least in (("histogram_freq", histogram_freq, 0), ("bins", bins, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"TensorBoard {field} must be an integer >= {least}, got {value!r}")
         self.log_dir, self.histogram_freq, self.bins = os.fspath(log_dir), histogram_freq, bins
         self._writer = None
         self._io = _Background()  # histograms are binned off the training thread

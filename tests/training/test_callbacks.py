@@ -144,6 +144,13 @@ def test_tensorboard_files_are_readable_by_tensorflow(tmp_path):
     assert list(histo.bucket) == [0, *counts]
 
 
+def test_tensorboard_refuses_bad_histogram_settings(tmp_path):
+    with pytest.raises(ValueError, match="TensorBoard bins must be an integer >= 1, got 0"):
+        TensorBoard(tmp_path, bins=0)
+    with pytest.raises(ValueError, match="TensorBoard histogram_freq must be an integer >= 0, got -1"):
+        TensorBoard(tmp_path, histogram_freq=-1)
+
+
 def test_tensorboard_histogram_of_constant_values_has_one_full_bucket():
     histo = histogram(np.full(7, 2.5, np.float32), bins=4)
     assert (histo["min"], histo["max"], histo["num"], histo["sum"]) == (2.5, 2.5, 7, 17.5)
