@@ -17,13 +17,32 @@ _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 _FILL_MODES = ("constant", "nearest", "reflect")
 
 
-def _check_images(layer: Layer, shape) -> None:
-    if len(shape) != 4:
-        raise ShapeError(f"{type(layer).__name__} expects images (batch, height, width, channels), got shape {shape}")
+@dataclasses.dataclass(frozen=True)
+class _ImageAugmentation(Layer):
+    """Shape checks, the inference identity and the key for augmentations; subclasses define `_augment`."""
+
+    def _check_images(self, shape) -> None:
+        if len(shape) != 4:
+            raise ShapeError(f"{type(self).__name__} expects images (batch, height, width, channels), "
+                             f"got shape {shape}")
+
+    def init(self, key, input_shape):
+        shape = as_shape(input_shape)
+        self._check_images(shape)
+        return shape, {}, {}
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        self._check_images(tuple(x.shape))
+        if not train:
+            return x, {}
+        return self._augment(x, require_key(self.name or self.default_name, key)), {}
+
+    def _augment(self, x: jax.Array, key: jax.Array) -> jax.Array:
+        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
-class RandomFlip(Layer):
+class RandomFlip(_ImageAugmentation):
     """Flips each image left-right (`horizontal`), upside down (`vertical`) or both, each with probability 1/2."""
 
     mode: str = "horizontal_and_vertical"
@@ -32,22 +51,13 @@ class RandomFlip(Layer):
         if self.mode not in _FLIP_MODES:
             raise ValueError(f"RandomFlip mode must be one of {', '.join(_FLIP_MODES)}, got {self.mode!r}")
 
-    def init(self, key, input_shape):
-        shape = as_shape(input_shape)
-        _check_images(self, shape)
-        return shape, {}, {}
-
-    def apply(self, params, x, *, state=None, key=None, train=False):
-        _check_images(self, tuple(x.shape))
-        if not train:
-            return x, {}
-        key = require_key(self.name or self.default_name, key)
+    def _augment(self, x, key):
         flip_h, flip_v = jax.random.bernoulli(key, 0.5, (2, x.shape[0], 1, 1, 1))
         if self.mode in ("horizontal", "horizontal_and_vertical"):
             x = jnp.where(flip_h, x[:, :, ::-1], x)
         if self.mode in ("vertical", "horizontal_and_vertical"):
             x = jnp.where(flip_v, x[:, ::-1], x)
-        return x, {}
+        return x
 
 
 def _source_index(index: jax.Array, size: int, fill_mode: str) -> jax.Array:
@@ -61,7 +71,7 @@ def _source_index(index: jax.Array, size: int, fill_mode: str) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class RandomTranslation(Layer):
+class RandomTranslation(_ImageAugmentation):
     """Shifts each image by a whole number of pixels, up to `height_factor` and `width_factor` of its size.
 
     A factor `f` draws shifts uniformly from `-round(f * size)` to
@@ -79,6 +89,8 @@ class RandomTranslation(Layer):
 
     def __post_init__(self):
         for field in ("height_factor", "width_factor"):
+            if isinstance(getattr(self, field), list):  # from a config: a tuple keeps the layer hashable
+                object.__setattr__(self, field, tuple(getattr(self, field)))
             lo, hi = self._range(field)
             if not -1.0 <= lo <= hi <= 1.0:
                 raise ValueError(f"RandomTranslation {field} must be a factor in [0, 1] or a pair -1 <= lo <= hi <= 1, "
@@ -89,22 +101,16 @@ class RandomTranslation(Layer):
 
     def _range(self, field: str) -> tuple[float, float]:
         factor = getattr(self, field)
-        if isinstance(factor, (tuple, list)):
-            if len(factor) != 2:
-                raise ValueError(f"RandomTranslation {field} pair must have two values, got {factor!r}")
-            return float(factor[0]), float(factor[1])
-        return -float(factor), float(factor)
+        pair = factor if isinstance(factor, tuple) else (None, factor)
+        try:
+            if len(pair) != 2:
+                raise TypeError
+            lo, hi = (-float(pair[1]), float(pair[1])) if pair[0] is None else (float(pair[0]), float(pair[1]))
+        except (TypeError, ValueError):
+            raise ValueError(f"RandomTranslation {field} must be a number or a pair of numbers, got {factor!r}") from None
+        return lo, hi
 
-    def init(self, key, input_shape):
-        shape = as_shape(input_shape)
-        _check_images(self, shape)
-        return shape, {}, {}
-
-    def apply(self, params, x, *, state=None, key=None, train=False):
-        _check_images(self, tuple(x.shape))
-        if not train:
-            return x, {}
-        key = require_key(self.name or self.default_name, key)
+    def _augment(self, x, key):
         batch, height, width = x.shape[:3]
         (h_lo, h_hi), (w_lo, w_hi) = self._range("height_factor"), self._range("width_factor")
         key_h, key_w = jax.random.split(key)
@@ -117,6 +123,6 @@ class RandomTranslation(Layer):
         gathered = jax.vmap(lambda img, r, c: img[jnp.clip(r, 0, height - 1)][:, jnp.clip(c, 0, width - 1)])(
             x, src_rows, src_cols)
         if self.fill_mode != "constant":
-            return gathered, {}
+            return gathered
         inside = (((src_rows >= 0) & (src_rows < height))[:, :, None] & ((src_cols >= 0) & (src_cols < width))[:, None, :])
-        return jnp.where(inside[..., None], gathered, jnp.asarray(self.fill_value, x.dtype)), {}
+        return jnp.where(inside[..., None], gathered, jnp.asarray(self.fill_value, x.dtype))

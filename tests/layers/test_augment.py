@@ -82,6 +82,8 @@ def test_augmentation_in_a_model_from_a_config_spec():
     a, _ = model.apply(params, IMAGES, key=jax.random.key(1), train=True)
     b, _ = model.apply(params, IMAGES, key=jax.random.key(1), train=True)
     np.testing.assert_array_equal(a, b)  # the key alone decides the draw
+    listed = from_spec({"type": "RandomTranslation", "height_factor": [-0.1, 0.2], "width_factor": 0.1})
+    assert listed.height_factor == (-0.1, 0.2) and hash(listed) == hash(RandomTranslation((-0.1, 0.2), 0.1))
 
 
 def test_bad_augmentation_arguments_are_refused():
@@ -91,6 +93,10 @@ def test_bad_augmentation_arguments_are_refused():
         RandomTranslation(1.5, 0.1)
     with pytest.raises(ValueError, match="width_factor must be"):
         RandomTranslation(0.1, (0.3, -0.3))
+    with pytest.raises(ValueError, match="height_factor must be a number or a pair of numbers, got"):
+        RandomTranslation((0.1, 0.2, 0.3), 0.1)
+    with pytest.raises(ValueError, match="width_factor must be a number or a pair of numbers, got"):
+        RandomTranslation(0.1, None)
     with pytest.raises(ValueError, match="fill_mode must be one of"):
         RandomTranslation(0.1, 0.1, fill_mode="wrap")
     with pytest.raises(ShapeError, match="expects images"):
