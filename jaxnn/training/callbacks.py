@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import checkpoint as ckpt
+from jaxnn.checkpoint_writer import shared_writer
 from jaxnn import optimizers
 from jaxnn.training.history import History, plot_history, write_atomic
 
@@ -474,13 +475,22 @@ class ModelCheckpoint(Callback):
     the config) must equal the checkpoint's, else the run is refused naming the
     first differing field. `save_best_only` saves at epoch ends only, when
     `monitor` improved. A non-finite run is never saved.
+
+    `writer` says where orbax writes: "process" (a child process shared by the
+    whole program, `jaxnn.checkpoint_writer`, so the writes never hold the
+    loop's GIL), "thread" (a thread of this process, as a multi-process run
+    needs for orbax's coordination), or "auto": "process" when this is the only
+    JAX process.
     """
 
     order = 100
 
     def __init__(self, directory: str | os.PathLike, *, monitor: str | None = "val_loss", mode: str = "auto",
                  save_best_only: bool = False, every_steps: int = 0, keep: int = 3, restore: bool = True,
-                 fingerprint: dict | None = None, print_fn: Callable[[str], None] | None = print):
+                 fingerprint: dict | None = None, print_fn: Callable[[str], None] | None = print,
+                 writer: str = "auto"):
+        if writer not in ("auto", "process", "thread"):
+            raise ValueError(f"writer must be 'auto', 'process' or 'thread', got {writer!r}")
         if isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 0:
             raise ValueError(f"every_steps must be a non-negative integer (0: epoch ends only), got {every_steps!r}")
         if save_best_only and monitor is None:
@@ -489,6 +499,7 @@ class ModelCheckpoint(Callback):
         self.mode = resolve_mode(monitor, mode) if monitor else None
         self.manager = ckpt.CheckpointManager(directory, keep=keep, best_mode=self.mode)
         self.restore, self.fingerprint, self.print_fn = restore, fingerprint, print_fn
+        self.writer = writer
         self._io = _Background()
 
     def check_compatible(self) -> None:
@@ -543,8 +554,8 @@ class ModelCheckpoint(Callback):
         """Checkpoint the run now (skipped, with a warning, if it is no longer finite).
 
         The arrays are copied to the host here (the step donates their device
-        buffers); writing them happens in a background thread, finished before
-        the next save and at the end of training.
+        buffers); writing them happens in the background (see `writer`),
+        finished before the next save and at the end of training.
         """
         reason = run.nonfinite()
         if reason is not None:
@@ -560,7 +571,10 @@ class ModelCheckpoint(Callback):
         # After an epoch's end the resume point is the next epoch's start, whose running totals are zero.
         totals = jax.tree_util.tree_map(jnp.zeros_like, run.totals) if run.epoch_done else run.totals
         flat = ckpt.flatten({"state": run.state, "totals": totals, "callbacks": callback_arrays})
-        self._io.submit(self.manager.save, run.step, flat, meta, metric)
+        if self.writer == "process" or (self.writer == "auto" and jax.process_count() == 1):
+            self._io.submit(shared_writer().save, self.manager, run.step, flat, meta, metric)
+        else:
+            self._io.submit(self.manager.save, run.step, flat, meta, metric)
         run.last_checkpoint = self.manager.path(run.step)
         return run.last_checkpoint
 

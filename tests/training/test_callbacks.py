@@ -168,9 +168,9 @@ def test_progress_bar_on_a_terminal_and_one_line_per_epoch_otherwise():
     assert len(lines) == 2 and "val_accuracy: " in lines[0]
 
 
-def _resumable(directory, extra=()):
+def _resumable(directory, extra=(), writer="auto"):
     return [EarlyStopping(patience=10, restore_best_weights=True), ReduceLROnPlateau(patience=1, factor=0.5),
-            ModelCheckpoint(directory, every_steps=5, keep=2, print_fn=None), *extra]
+            ModelCheckpoint(directory, every_steps=5, keep=2, print_fn=None, writer=writer), *extra]
 
 
 def _sigterm_at(step):
@@ -181,13 +181,14 @@ def _sigterm_at(step):
     return LambdaCallback(on_step_end=maybe_kill)
 
 
-@pytest.mark.parametrize("stop_step", [7, 15, 37])  # mid-epoch 1, the end of epoch 1, mid-epoch 3
-def test_sigterm_saves_and_a_resumed_fit_is_bit_identical(tmp_path, stop_step):
+@pytest.mark.parametrize("stop_step,writer", [  # mid-epoch 1, the end of epoch 1, mid-epoch 3
+    (7, "auto"), (15, "auto"), (37, "auto"), (37, "thread")])
+def test_sigterm_saves_and_a_resumed_fit_is_bit_identical(tmp_path, stop_step, writer):
     whole_state, whole_history = _fit(_trainer(), _resumable(tmp_path / "whole"), epochs=3)
     with pytest.raises(TrainingInterrupted, match=f"Stopped by SIGTERM at step {stop_step} .*checkpoint saved to"):
-        _fit(_trainer(), _resumable(tmp_path / "cut", [_sigterm_at(stop_step)]), epochs=3)
+        _fit(_trainer(), _resumable(tmp_path / "cut", [_sigterm_at(stop_step)], writer), epochs=3)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after fit
-    state, history = _fit(_trainer(), _resumable(tmp_path / "cut"), epochs=3)
+    state, history = _fit(_trainer(), _resumable(tmp_path / "cut", writer=writer), epochs=3)
     assert history.history == whole_history.history
     assert int(state.step) == int(whole_state.step)
     for got, want in zip(_params(state), _params(whole_state)):
@@ -206,6 +207,11 @@ def test_checkpoints_of_another_model_are_refused_and_left_untouched(tmp_path, t
     with pytest.raises(CheckpointMismatchError, match=match):
         _fit(trainer, [ModelCheckpoint(tmp_path, print_fn=None)], epochs=2)
     assert sorted((p, os.path.getmtime(os.path.join(d, p))) for d, _, ps in os.walk(tmp_path) for p in ps) == before
+
+
+def test_model_checkpoint_refuses_an_unknown_writer(tmp_path):
+    with pytest.raises(ValueError, match="writer must be 'auto', 'process' or 'thread', got 'disk'"):
+        ModelCheckpoint(tmp_path, writer="disk")
 
 
 def test_a_different_fingerprint_names_the_first_differing_field(tmp_path):
