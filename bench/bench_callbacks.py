@@ -8,11 +8,13 @@ run: a progress bar (to /dev/null), TerminateOnNaN, EarlyStopping
 (restore_best_weights), ReduceLROnPlateau, CSVLogger, curves.png (PlotHistory:
 at most every 10 s and at the end), TensorBoard (scalars every 50 steps, weight
 histograms per epoch), ModelCheckpoint every `--every-steps` steps and at each
-epoch end. "+finite" also sets `check_finite=True` (a pass over the gradients in
-every step), "+opt" also clips gradients by global norm and follows a warm-up +
-cosine schedule (so no ReduceLROnPlateau): arithmetic added to the step rather
-than loop overhead, reported apart. Runs alternate so machine noise hits all
-alike. Two figures per variant, each a median over all repeats:
+epoch end, written by its child process; "loop-thread" writes them on a thread
+of the training process instead (`writer="thread"`). "+finite" also sets
+`check_finite=True` (a pass over the gradients in every step), "+opt" also
+clips gradients by global norm and follows a warm-up + cosine schedule (so no
+ReduceLROnPlateau): arithmetic added to the step rather than loop overhead,
+reported apart. Runs alternate so machine noise hits all alike. Two figures
+per variant and repeat:
 
 - per step: the steady-state time of one epoch (from one epoch's end to the
   next, so it holds the epoch's steps, the background writes they overlap and
@@ -21,7 +23,9 @@ alike. Two figures per variant, each a median over all repeats:
   once-per-run costs (opening the event file, the final plot and waiting for
   the last checkpoint to be written), spread over the run as in a real one.
 
-The overheads are ratios of these medians against "bare" in the same run.
+Each overhead is a ratio against "bare" in the same repeat (adjacent fits, so
+slow drifts of the machine cancel); the headline is the median over repeats,
+followed by each repeat's ratio.
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ def make_trainer(check_finite: bool, optimizer) -> Trainer:
                    optimizer=optimizer, metrics=("accuracy",), check_finite=check_finite)
 
 
-def loop_callbacks(workdir: str, every_steps: int, scheduled: bool) -> list:
+def loop_callbacks(workdir: str, every_steps: int, scheduled: bool, writer: str = "auto") -> list:
     devnull = open(os.devnull, "w")
     plateau = [] if scheduled else [ReduceLROnPlateau(monitor="loss", patience=5)]  # a schedule owns the rate
     return [ProgressLogger(stream=devnull, bar=True, print_fn=lambda line: None), TerminateOnNaN(),
@@ -56,10 +60,10 @@ def loop_callbacks(workdir: str, every_steps: int, scheduled: bool) -> list:
             CSVLogger(os.path.join(workdir, "history.csv")), PlotHistory(os.path.join(workdir, "curves.png")),
             TensorBoard(os.path.join(workdir, "tensorboard")),
             ModelCheckpoint(os.path.join(workdir, "checkpoints"), monitor="loss", every_steps=every_steps,
-                            restore=False, print_fn=None)]
+                            restore=False, print_fn=None, writer=writer)]
 
 
-VARIANTS = ("bare", "loop", "loop+finite", "loop+finite+opt")
+VARIANTS = ("bare", "loop", "loop-thread", "loop+finite", "loop+finite+opt")
 
 
 def runner(x, y, epochs: int, variant: str, every_steps: int, total_steps: int):
@@ -77,7 +81,8 @@ def runner(x, y, epochs: int, variant: str, every_steps: int, total_steps: int):
         ends = []
         probe = LambdaCallback(on_epoch_end=lambda run, epoch, logs: ends.append(time.perf_counter()))
         probe.order = -1000  # first at each epoch end, so a cycle holds one epoch's steps and its end-of-epoch work
-        callbacks = [] if variant == "bare" else loop_callbacks(workdir, every_steps, variant.endswith("+opt"))
+        writer = "thread" if variant.endswith("-thread") else "auto"
+        callbacks = [] if variant == "bare" else loop_callbacks(workdir, every_steps, variant.endswith("+opt"), writer)
         box["state"], _ = trainer.fit(box["state"], x, y, epochs=epochs, batch_size=BATCH, verbose=0,
                                       callbacks=[probe, *callbacks], log_every_steps=LOG_EVERY_STEPS)
         jax.block_until_ready(box["state"].params)
@@ -103,24 +108,28 @@ def main():
     for run in runners.values():
         run()  # compile and warm up
     times = {name: [] for name in runners}
-    cycles = {name: [] for name in runners}
+    cycles = {name: [] for name in runners}  # per repeat: the steady-state epoch cycles of its fit
     for _ in range(args.repeats):
         for name, run in runners.items():
             start = time.perf_counter()
-            cycles[name] += run()
+            cycles[name].append(run())
             times[name].append(time.perf_counter() - start)
-    per_step = {name: statistics.median(c) / steps_per_epoch for name, c in cycles.items()}
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    per_step = {name: [statistics.median(c) / steps_per_epoch for c in runs] for name, runs in cycles.items()}
     print(f"device: {jax.devices()[0].platform} x{jax.device_count()}  model: MLP 784-{HIDDEN}-{HIDDEN}-{CLASSES}  "
           f"batch: {BATCH}  epochs/fit: {args.epochs} ({steps} steps)  checkpoint every {args.every_steps} steps "
           f"+ epoch end  repeats: {args.repeats}")
     for name in runners:
-        runs = ", ".join(f"{t:.2f}" for t in times[name])
-        print(f"{name:15s} per step {1e3 * per_step[name]:5.2f} ms (median of {len(cycles[name])} epochs)   "
-              f"whole fit {medians[name]:7.3f} s (runs: {runs})")
+        print(f"{name:15s} per step {_list(per_step[name], 1e3, '.2f')} ms   whole fit {_list(times[name], 1, '.2f')} s")
     for name in VARIANTS[1:]:
-        print(f"overhead {name:15s} / bare: per step {100 * (per_step[name] / per_step['bare'] - 1):+5.1f}%   "
-              f"whole fit {100 * (medians[name] / medians['bare'] - 1):+5.1f}%")
+        step_ratios = [100 * (a / b - 1) for a, b in zip(per_step[name], per_step["bare"])]
+        fit_ratios = [100 * (a / b - 1) for a, b in zip(times[name], times["bare"])]
+        print(f"overhead {name:15s} / bare: per step {statistics.median(step_ratios):+5.1f}% "
+              f"({_list(step_ratios, 1, '+.1f')})   whole fit {statistics.median(fit_ratios):+5.1f}% "
+              f"({_list(fit_ratios, 1, '+.1f')})")
+
+
+def _list(values, scale: float, fmt: str) -> str:
+    return ", ".join(format(scale * v, fmt) for v in values)
 
 
 if __name__ == "__main__":
