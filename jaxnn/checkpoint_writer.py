@@ -43,7 +43,7 @@ class WriterProcess:
     """The parent's handle on one child process that saves checkpoints; `save` blocks until it is written."""
 
     def __init__(self):
-        self._proc = None
+        self._proc, self._owner = None, None
         self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen:
@@ -64,6 +64,8 @@ class WriterProcess:
                   "arrays": [[p, list(a.shape), a.dtype.name] for p, a in zip(flat, arrays)]}
         line = json.dumps(header, allow_nan=False).encode() + b"\n"  # refused here, before anything is sent
         with self._lock:
+            if self._owner != os.getpid():  # a forked copy of this process never writes into its parent's pipe
+                self._proc, self._owner = None, os.getpid()
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = self._start()
             proc = self._proc
@@ -88,6 +90,8 @@ class WriterProcess:
         """End the child after its current job (it exits when its input closes)."""
         with self._lock:
             proc, self._proc = self._proc, None
+            if self._owner != os.getpid():
+                return
         if proc is not None and proc.poll() is None:
             proc.stdin.close()
             try:
@@ -102,13 +106,21 @@ _shared_lock = threading.Lock()
 
 
 def shared_writer() -> WriterProcess:
-    """The process-wide writer (started at its first save, ended at exit)."""
+    """The process-wide writer (started at its first save, ended at exit; a forked process gets its own)."""
     global _shared
     with _shared_lock:
         if _shared is None:
             _shared = WriterProcess()
             atexit.register(_shared.close)
         return _shared
+
+
+def _forget_after_fork() -> None:
+    global _shared, _shared_lock
+    _shared, _shared_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _exit_with_parent(parent: int) -> None:
