@@ -1,7 +1,7 @@
 """Overhead of the loop's features on bench_fit.py's MLP: `fit` with callbacks, logging and checkpoints
 (then also the in-step finite check, gradient clipping and a schedule) against a bare `fit`, in the same run.
 
-    python bench/bench_callbacks.py [--repeats 3] [--epochs 6] [--examples 60000] [--every-steps 1000]
+    python bench/bench_callbacks.py [--repeats 3] [--epochs 6] [--examples 60000] [--every-steps 1000] [--hidden 512]
 
 "bare" is `fit(verbose=0)`. "loop" adds everything that watches or saves the
 run: a progress bar (to /dev/null), TerminateOnNaN, EarlyStopping
@@ -46,8 +46,8 @@ from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, LambdaCallback, 
 LOG_EVERY_STEPS = 50
 
 
-def make_trainer(check_finite: bool, optimizer) -> Trainer:
-    model = Sequential([Flatten(), Dense(HIDDEN, "relu"), Dense(HIDDEN, "relu"), Dense(CLASSES)])
+def make_trainer(check_finite: bool, optimizer, hidden: int = HIDDEN) -> Trainer:
+    model = Sequential([Flatten(), Dense(hidden, "relu"), Dense(hidden, "relu"), Dense(CLASSES)])
     return Trainer(model, loss=jaxnn.losses.get("sparse_categorical_crossentropy", from_logits=True),
                    optimizer=optimizer, metrics=("accuracy",), check_finite=check_finite)
 
@@ -66,13 +66,13 @@ def loop_callbacks(workdir: str, every_steps: int, scheduled: bool, writer: str 
 VARIANTS = ("bare", "loop", "loop-thread", "loop+finite", "loop+finite+opt")
 
 
-def runner(x, y, epochs: int, variant: str, every_steps: int, total_steps: int):
+def runner(x, y, epochs: int, variant: str, every_steps: int, total_steps: int, hidden: int):
     if variant.endswith("+opt"):
         optimizer = optimizers.get("adam", learning_rate=1e-3, global_clipnorm=1.0, total_steps=total_steps,
                                    schedule_options={"name": "warmup_cosine", "warmup_steps": 100})
     else:
         optimizer = optimizers.get("adam", learning_rate=1e-3)
-    trainer = make_trainer("+finite" in variant, optimizer)
+    trainer = make_trainer("+finite" in variant, optimizer, hidden)
     box = {"state": trainer.init(0, x.shape[1:])}
     workdir = tempfile.mkdtemp(prefix=f"bench-{variant}-")
 
@@ -97,13 +97,15 @@ def main():
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--examples", type=int, default=60000)
     parser.add_argument("--every-steps", type=int, default=1000)
+    parser.add_argument("--hidden", type=int, default=HIDDEN,
+                        help="units per hidden layer; a small one (64) makes the steps dispatch-bound, as on a GPU")
     args = parser.parse_args()
     x, y = make_data(args.examples)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the per-step figure needs a steady-state epoch)")
     steps_per_epoch = args.examples // BATCH
     steps = steps_per_epoch * args.epochs
-    runners = {v: runner(x, y, args.epochs, v, args.every_steps, steps * (args.repeats + 1))
+    runners = {v: runner(x, y, args.epochs, v, args.every_steps, steps * (args.repeats + 1), args.hidden)
                for v in VARIANTS}
     for run in runners.values():
         run()  # compile and warm up
@@ -115,7 +117,7 @@ def main():
             cycles[name].append(run())
             times[name].append(time.perf_counter() - start)
     per_step = {name: [statistics.median(c) / steps_per_epoch for c in runs] for name, runs in cycles.items()}
-    print(f"device: {jax.devices()[0].platform} x{jax.device_count()}  model: MLP 784-{HIDDEN}-{HIDDEN}-{CLASSES}  "
+    print(f"device: {jax.devices()[0].platform} x{jax.device_count()}  model: MLP 784-{args.hidden}-{args.hidden}-{CLASSES}  "
           f"batch: {BATCH}  epochs/fit: {args.epochs} ({steps} steps)  checkpoint every {args.every_steps} steps "
           f"+ epoch end  repeats: {args.repeats}")
     for name in runners:
