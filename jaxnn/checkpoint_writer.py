@@ -138,7 +138,7 @@ def _read_exact(stream, n: int) -> bytes:
 
 
 def serve(parent: int) -> None:
-    """The child's loop: read a job, save it, answer; return when the input ends."""
+    """The child's loop: read a job, save it, answer; exit when the input ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -154,12 +154,15 @@ def serve(parent: int) -> None:
     managers = {}
     source = sys.stdin.buffer
     while line := source.readline():
-        job = json.loads(line)
-        flat = {}
-        for path, shape, dtype in job["arrays"]:
-            dtype = jnp.dtype(dtype)  # knows bfloat16 and the other ml_dtypes
-            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            flat[path] = np.frombuffer(_read_exact(source, size), dtype=dtype).reshape(shape)
+        try:
+            job = json.loads(line)
+            flat = {}
+            for path, shape, dtype in job["arrays"]:
+                dtype = jnp.dtype(dtype)  # knows bfloat16 and the other ml_dtypes
+                size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                flat[path] = np.frombuffer(_read_exact(source, size), dtype=dtype).reshape(shape)
+        except EOFError:  # the parent died while sending
+            os._exit(1)
         key = (job["directory"], job["keep"], job["best_mode"])
         if key not in managers:
             managers[key] = ckpt.CheckpointManager(job["directory"], keep=job["keep"], best_mode=job["best_mode"])
@@ -168,6 +171,10 @@ def serve(parent: int) -> None:
             answer = {"ok": True}
         except Exception as e:  # reported to the parent, which raises it in the training loop
             answer = {"error": f"{type(e).__name__}: {e}"}
-        replies.write(json.dumps(answer) + "\n")
-        replies.flush()
+        try:
+            replies.write(json.dumps(answer) + "\n")
+            replies.flush()
+        except OSError:  # the parent is gone (killed mid-save); nobody is left to tell
+            os._exit(1)
+    os._exit(0)  # every job is done; skip an interpreter shutdown that could write to a closed stderr
 

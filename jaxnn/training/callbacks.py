@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import checkpoint as ckpt
-from jaxnn.checkpoint_writer import shared_writer
 from jaxnn import optimizers
+from jaxnn.checkpoint_writer import shared_writer
 from jaxnn.training.history import History, plot_history, write_atomic
 
 
