@@ -11,34 +11,31 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key
+from jaxnn.layers.base import Layer, as_shape, require_key, require_rank
 
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 _FILL_MODES = ("constant", "nearest", "reflect")
+_IMAGE_AXES = ("batch", "height", "width", "channels")
 
 
 @dataclasses.dataclass(frozen=True)
 class _ImageAugmentation(Layer):
     """Shape checks, the inference identity and the key for augmentations; subclasses define `_augment`."""
 
-    def _check_images(self, shape) -> None:
-        if len(shape) != 4:
-            raise ShapeError(f"{type(self).__name__} expects images (batch, height, width, channels), "
-                             f"got shape {shape}")
-
     def init(self, key, input_shape):
         shape = as_shape(input_shape)
-        self._check_images(shape)
+        require_rank(self, shape, _IMAGE_AXES, "images")
         return shape, {}, {}
 
     def apply(self, params, x, *, state=None, key=None, train=False):
-        self._check_images(tuple(x.shape))
+        require_rank(self, x.shape, _IMAGE_AXES, "images")
         if not train:
             return x, {}
         return self._augment(x, require_key(self.name or self.default_name, key)), {}
 
     def _augment(self, x: jax.Array, key: jax.Array) -> jax.Array:
-        raise NotImplementedError
+        """The batch `x` augmented with draws from `key` (training only)."""
+        raise NotImplementedError(f"{type(self).__name__} must define _augment")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -113,6 +113,12 @@ def abstract_init(layer: Layer, input_shape: Shape) -> tuple[Shape, Params, Stat
     return box["shape"], params, state
 
 
+def require_rank(layer: Layer, shape: tuple, axes: tuple[str, ...], what: str = "inputs") -> None:
+    """A ShapeError naming the layer, the axes it expects and the shape it got, unless `shape` has len(axes) axes."""
+    if len(shape) != len(axes):
+        raise ShapeError(f"{type(layer).__name__} expects {what} ({', '.join(axes)}), got shape {tuple(shape)}")
+
+
 def require_key(layer_name: str, key):
     """A layer that draws random numbers in training says so if `key` is missing."""
     if key is None:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import activations, initializers
-from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key
+from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key, require_rank
 
 
 def _check_activation(spec):
@@ -168,9 +168,8 @@ class _SpatialDropout(Dropout):
         return super().apply(params, x, state=state, key=key, train=train)
 
     def _check_rank(self, shape):
-        if len(shape) != len(self.noise_shape):
-            spatial = "steps" if len(self.noise_shape) == 3 else "height, width"
-            raise ShapeError(f"{type(self).__name__} expects inputs (batch, {spatial}, channels), got shape {shape}")
+        spatial = ("steps",) if len(self.noise_shape) == 3 else ("height", "width")
+        require_rank(self, shape, ("batch", *spatial, "channels"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, ShapeError, as_shape
+from jaxnn.layers.base import Layer, ShapeError, as_shape, require_rank
 from jaxnn.layers.conv import check_padding, conv_output_length, normalize_tuple
 
 
@@ -25,9 +25,7 @@ def _lowest(dtype):
 
 
 def _check_rank(layer: Layer, shape: tuple, rank: int):
-    if len(shape) != rank + 2:
-        raise ShapeError(f"{type(layer).__name__} expects inputs (batch, {'spatial, ' * rank}channels), "
-                         f"got shape {shape}")
+    require_rank(layer, shape, ("batch", *("spatial",) * rank, "channels"))
 
 
 def _max_over_tiles(x, pool_size: tuple):
