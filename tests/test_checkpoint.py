@@ -8,6 +8,7 @@ import pickle
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxnn import checkpoint as ckpt
@@ -37,8 +38,40 @@ def test_round_trip_is_exact_keys_and_dtypes_included(tmp_path):
     assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(_equal, tree, back)))
 
 
+def test_identical_arrays_are_written_once_and_restored_to_every_path(tmp_path):
+    tree = _tree()
+    kernel = tree["params"]["dense"]["kernel"]
+    tree["best"] = {"kernel": jnp.array(kernel), "nan": jnp.full(3, jnp.nan)}  # best weights == the current ones
+    tree["nan"] = jnp.full(3, jnp.nan)  # NaN != NaN, yet the bytes are the same
+    tree["negzero"] = jnp.asarray([-0.0, 0.0, 0.0])  # equal to zeros by value, not by bytes
+    tree["zeros"] = jnp.zeros(3)
+    ckpt.save_checkpoint(tmp_path / "c", tree)
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    same = {e["path"]: meta["arrays"][e["same_as"]]["path"] for e in meta["arrays"] if "same_as" in e}
+    assert same == {"params/dense/kernel": "best/kernel", "nan": "best/nan"}
+    with ckpt._checkpointer() as orbax_checkpointer:
+        stored = orbax_checkpointer.restore(tmp_path / "c" / "arrays", args=ocp.args.PyTreeRestore())
+    assert len(stored) == len(meta["arrays"]) - 2
+    flat, _ = ckpt.load_checkpoint(tmp_path / "c")
+    assert set(flat) == set(ckpt.flatten(tree))
+    assert all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
+    assert np.signbit(flat["negzero"][0]) and flat["params/dense/kernel"] is not flat["best/kernel"]
+
+
+def test_a_same_as_entry_pointing_at_other_bytes_is_corrupt(tmp_path):
+    tree = {"a": jnp.ones(3), "b": jnp.ones(3), "c": jnp.zeros(3)}
+    ckpt.save_checkpoint(tmp_path / "c", tree)
+    meta_file = tmp_path / "c" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["arrays"][1]["same_as"] == 0
+    meta["arrays"][2]["same_as"] = 0
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CorruptCheckpointError, match="c does not match its checksum"):
+        ckpt.load_checkpoint(tmp_path / "c")
+
+
 def _flip_one_byte(path, values: np.ndarray):
-    """Flip one bit inside the stored bytes of `values` (orbax keeps small arrays uncompressed)."""
+    """Flip one bit inside the stored bytes of `values` (written raw if large; OCDBT zstd-packs small arrays)."""
     raw_values = values.tobytes()
     hits = 0
     for f in glob.glob(f"{path}/arrays/**/*", recursive=True):
@@ -62,20 +95,21 @@ def _truncate(path, values):
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path, damage):
     manager = ckpt.CheckpointManager(tmp_path, keep=3)
     for step in (10, 20):
-        manager.save(step, _tree(seed=step), {"epoch": step})
-    damage(manager.path(20), np.asarray(_tree(seed=20)["params"]["dense"]["kernel"]))
+        manager.save(step, _tree(seed=step, hidden=1024), {"epoch": step})
+    damage(manager.path(20), np.asarray(_tree(seed=20, hidden=1024)["params"]["dense"]["kernel"]))
     with pytest.raises(ckpt.CorruptCheckpointError, match="step_000000020"):
         ckpt.load_checkpoint(manager.path(20))
     with pytest.warns(RuntimeWarning, match="step_000000020.*falling back"):
         flat, meta = manager.restore()
     assert meta["step"] == 10 and meta["epoch"] == 10
-    np.testing.assert_array_equal(flat["params/dense/kernel"], np.asarray(_tree(seed=10)["params"]["dense"]["kernel"]))
+    np.testing.assert_array_equal(flat["params/dense/kernel"],
+                                  np.asarray(_tree(seed=10, hidden=1024)["params"]["dense"]["kernel"]))
 
 
 def test_no_verifying_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     manager = ckpt.CheckpointManager(tmp_path)
-    manager.save(5, _tree())
-    _flip_one_byte(manager.path(5), np.asarray(_tree()["params"]["dense"]["kernel"]))
+    manager.save(5, _tree(hidden=1024))
+    _flip_one_byte(manager.path(5), np.asarray(_tree(hidden=1024)["params"]["dense"]["kernel"]))
     with pytest.warns(RuntimeWarning), pytest.raises(ckpt.CorruptCheckpointError, match="no checkpoint in .* verifies"):
         manager.restore()
 
