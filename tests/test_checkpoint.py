@@ -70,6 +70,18 @@ def test_a_same_as_entry_pointing_at_other_bytes_is_corrupt(tmp_path):
         ckpt.load_checkpoint(tmp_path / "c")
 
 
+def test_a_compressed_checkpoint_of_format_1_still_restores(tmp_path, monkeypatch):
+    tree = {**_tree(hidden=256), "ones": jnp.ones((256, 256))}  # 256 KB that zstd shrinks to almost nothing
+    with monkeypatch.context() as m:  # how format 1 wrote its arrays: orbax's default zstd
+        m.setattr(ckpt, "_checkpointer", lambda: ocp.Checkpointer(ocp.PyTreeCheckpointHandler()))
+        ckpt.save_checkpoint(tmp_path / "c", tree)
+    ckpt.save_checkpoint(tmp_path / "now", tree)
+    stored = lambda name: sum(f.stat().st_size for f in (tmp_path / name).rglob("*") if f.is_file())
+    assert stored("c") < 64_000 < 256_000 < stored("now")
+    flat, _ = ckpt.load_checkpoint(tmp_path / "c")
+    assert all(a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
+
+
 def _flip_one_byte(path, values: np.ndarray):
     """Flip one bit inside the stored bytes of `values` (written raw if large; OCDBT zstd-packs small arrays)."""
     raw_values = values.tobytes()
