@@ -48,12 +48,8 @@ def format_1():
     """Saves as format 1 did: orbax's default zstd, every array written (no `same_as`)."""
     import orbax.checkpoint as ocp
 
-    def entries(flat):
-        return ([{"path": p, "shape": list(a.shape), "dtype": a.dtype.name, "crc32": ckpt._crc(a)}
-                 for p, a in flat.items()], {f"a{i}": a for i, a in enumerate(flat.values())})
-
     with mock.patch.object(ckpt, "_checkpointer", lambda: ocp.Checkpointer(ocp.PyTreeCheckpointHandler())), \
-            mock.patch.object(ckpt, "_entries", entries):
+            mock.patch.object(ckpt, "_same_bytes", lambda a, b: False):
         yield
 
 

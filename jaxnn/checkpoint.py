@@ -114,8 +114,13 @@ def _checkpointer():
     return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_compression=False))
 
 
+def _raw_bytes(a: np.ndarray) -> np.ndarray:
+    """`a`'s bytes as a flat uint8 view (a copy only if `a` is not C-contiguous)."""
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
 def _crc(a: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(a).tobytes())
+    return zlib.crc32(_raw_bytes(a))
 
 
 def _fsync_dir(path: str) -> None:
@@ -127,8 +132,7 @@ def _fsync_dir(path: str) -> None:
 
 
 def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
-    flat_bytes = lambda x: np.ascontiguousarray(x).reshape(-1).view(np.uint8)
-    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(flat_bytes(a), flat_bytes(b))
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(_raw_bytes(a), _raw_bytes(b))
 
 
 def _entries(flat: dict[str, np.ndarray]) -> tuple[list[dict], dict[str, np.ndarray]]:

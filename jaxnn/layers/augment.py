@@ -6,6 +6,7 @@ image batches `(batch, height, width, channels)`.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 
 import jax
@@ -19,7 +20,7 @@ _IMAGE_AXES = ("batch", "height", "width", "channels")
 
 
 @dataclasses.dataclass(frozen=True)
-class _ImageAugmentation(Layer):
+class _ImageAugmentation(Layer, abc.ABC):
     """Shape checks, the inference identity and the key for augmentations; subclasses define `_augment`."""
 
     def init(self, key, input_shape):
@@ -33,9 +34,9 @@ class _ImageAugmentation(Layer):
             return x, {}
         return self._augment(x, require_key(self.name or self.default_name, key)), {}
 
+    @abc.abstractmethod
     def _augment(self, x: jax.Array, key: jax.Array) -> jax.Array:
-        """The batch `x` augmented with draws from `key` (training only)."""
-        raise NotImplementedError(f"{type(self).__name__} must define _augment")
+        """The batch `x` augmented with draws from `key` (training only); a subclass without it cannot be made."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -101,3 +101,16 @@ def test_bad_augmentation_arguments_are_refused():
         RandomTranslation(0.1, 0.1, fill_mode="wrap")
     with pytest.raises(ShapeError, match="expects images"):
         RandomFlip().init(jax.random.key(0), (None, 28, 28))
+
+
+def test_an_augmentation_without_augment_cannot_be_made():
+    import dataclasses
+
+    from jaxnn.layers.augment import _ImageAugmentation
+
+    @dataclasses.dataclass(frozen=True)
+    class Unfinished(_ImageAugmentation):
+        pass
+
+    with pytest.raises(TypeError, match="abstract method '?_augment"):
+        Unfinished()
