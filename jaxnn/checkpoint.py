@@ -140,13 +140,16 @@ def _entries(flat: dict[str, np.ndarray]) -> tuple[list[dict], dict[str, np.ndar
 
     An array bit-identical to an earlier one (EarlyStopping's best weights in
     an epoch that improved, zero-initialized moments) is written once: its
-    entry says `same_as` the earlier entry's index.
+    entry says `same_as` the earlier entry's index. An array with no elements
+    (which orbax refuses) is not written at all: its entry says `empty`.
     """
     entries, unique, first = [], {}, {}
     for i, (path, a) in enumerate(flat.items()):
         entry = {"path": path, "shape": list(a.shape), "dtype": a.dtype.name, "crc32": _crc(a)}
         j = first.setdefault((a.shape, a.dtype.name, entry["crc32"]), i)
-        if j != i and _same_bytes(a, unique[f"a{j}"]):
+        if a.size == 0:
+            entry["empty"] = True
+        elif j != i and _same_bytes(a, unique[f"a{j}"]):
             entry["same_as"] = j
         else:
             unique[f"a{i}"] = a
@@ -166,8 +169,9 @@ def save_checkpoint(path: str | os.PathLike, tree, meta: dict | None = None) -> 
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     entries, unique = _entries(flat)
-    with _checkpointer() as ckptr:
-        ckptr.save(os.path.join(tmp, ARRAYS_DIR), args=ocp.args.PyTreeSave(unique))
+    if unique:
+        with _checkpointer() as ckptr:
+            ckptr.save(os.path.join(tmp, ARRAYS_DIR), args=ocp.args.PyTreeSave(unique))
     record = {"format": FORMAT_VERSION, "arrays": entries, **(meta or {})}
     with open(os.path.join(tmp, META_FILE), "w") as f:
         json.dump(record, f, allow_nan=False)
@@ -208,8 +212,10 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     path = os.path.abspath(os.fspath(path))
     meta = read_meta(path)
     try:
-        with _checkpointer() as ckptr:
-            restored = ckptr.restore(os.path.join(path, ARRAYS_DIR), args=ocp.args.PyTreeRestore())
+        restored = {}
+        if os.path.exists(os.path.join(path, ARRAYS_DIR)):  # absent when every array is empty
+            with _checkpointer() as ckptr:
+                restored = ckptr.restore(os.path.join(path, ARRAYS_DIR), args=ocp.args.PyTreeRestore())
     except Exception as e:  # orbax/tensorstore raise many types for a damaged file
         raise CorruptCheckpointError(f"checkpoint {path} could not be read: {type(e).__name__}: {e}") from None
     flat, entries = {}, meta["arrays"]
@@ -218,6 +224,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
         if same_as is not None:  # written once, under an earlier entry
             earlier = entries[same_as]["path"] if isinstance(same_as, int) and 0 <= same_as < i else None
             a = flat[earlier].copy() if earlier in flat else None
+        elif entry.get("empty"):
+            a = np.zeros(entry["shape"], jax.numpy.dtype(entry["dtype"])) if 0 in entry["shape"] else None
         else:
             a = np.asarray(restored.get(f"a{i}")) if f"a{i}" in restored else None
         if a is None or a.shape != entry["shape"] or a.dtype.name != entry["dtype"] or _crc(a) != entry["crc32"]:

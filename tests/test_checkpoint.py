@@ -58,6 +58,17 @@ def test_identical_arrays_are_written_once_and_restored_to_every_path(tmp_path):
     assert np.signbit(flat["negzero"][0]) and flat["params/dense/kernel"] is not flat["best/kernel"]
 
 
+@pytest.mark.parametrize("tree", [{"w": jnp.ones((2, 3)), "none": jnp.zeros((0, 4), jnp.bfloat16)},
+                                  {"none": jnp.zeros((3, 0), jnp.int32)}], ids=["some", "only-empty"])
+def test_arrays_with_no_elements_round_trip_though_orbax_refuses_them(tmp_path, tree):
+    ckpt.save_checkpoint(tmp_path / "c", tree)
+    flat, meta = ckpt.load_checkpoint(tmp_path / "c")
+    assert [e.get("empty", False) for e in meta["arrays"]] == [a.size == 0 for a in ckpt.flatten(tree).values()]
+    for path, a in ckpt.flatten(tree).items():
+        assert flat[path].shape == a.shape and flat[path].dtype == a.dtype
+        np.testing.assert_array_equal(flat[path], a)
+
+
 def test_a_same_as_entry_pointing_at_other_bytes_is_corrupt(tmp_path):
     tree = {"a": jnp.ones(3), "b": jnp.ones(3), "c": jnp.zeros(3)}
     ckpt.save_checkpoint(tmp_path / "c", tree)

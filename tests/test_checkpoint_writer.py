@@ -55,6 +55,21 @@ def test_the_child_writes_what_an_in_process_save_writes(tmp_path, writer):
         np.testing.assert_array_equal(got[path], flat[path])
 
 
+def test_states_of_other_sizes_share_the_growing_region(tmp_path, writer):
+    rng = np.random.default_rng(1)
+    small = {"w": rng.normal(size=(2, 3)).astype(np.float32), "empty": np.zeros((0, 4), np.float32)}
+    large = {"w": rng.normal(size=(300, 700)).astype(np.float32), "n": np.int64(5)}
+    manager = ckpt.CheckpointManager(tmp_path / "c", keep=3)
+    for step, flat in [(1, small), (2, large), (3, small)]:
+        writer.save(manager, step, flat, {}, None)
+    for step, flat in [(1, small), (2, large), (3, small)]:
+        got, _ = ckpt.load_checkpoint(manager.path(step))
+        assert sorted(got) == sorted(flat)
+        for path in flat:
+            assert got[path].shape == np.shape(flat[path])
+            np.testing.assert_array_equal(got[path], flat[path])
+
+
 def test_a_failed_save_is_raised_in_the_parent_and_the_writer_goes_on(tmp_path, writer):
     (tmp_path / "blocked").write_text("a file where the checkpoint directory should be")
     with pytest.raises(CheckpointWriteError, match=r"saving step 5 in .*blocked failed: (FileExistsError|NotADir)"):
