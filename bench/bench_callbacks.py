@@ -1,7 +1,8 @@
 """Overhead of the loop's features on bench_fit.py's MLP: `fit` with callbacks, logging and checkpoints
 (then also the in-step finite check, gradient clipping and a schedule) against a bare `fit`, in the same run.
 
-    python bench/bench_callbacks.py [--repeats 3] [--epochs 6] [--examples 60000] [--every-steps 1000] [--hidden 512]
+    python bench/bench_callbacks.py [--rounds 10] [--epochs 3] [--variants bare,loop,...] [--examples 60000]
+                                    [--every-steps 1000] [--hidden 512]
 
 "bare" is `fit(verbose=0)`. "loop" adds everything that watches or saves the
 run: a progress bar (to /dev/null), TerminateOnNaN, EarlyStopping
@@ -13,19 +14,24 @@ of the training process instead (`writer="thread"`). "+finite" also sets
 `check_finite=True` (a pass over the gradients in every step), "+opt" also
 clips gradients by global norm and follows a warm-up + cosine schedule (so no
 ReduceLROnPlateau): arithmetic added to the step rather than loop overhead,
-reported apart. Runs alternate so machine noise hits all alike. Two figures
-per variant and repeat:
+reported apart.
 
-- per step: the steady-state time of one epoch (from one epoch's end to the
-  next, so it holds the epoch's steps, the background writes they overlap and
-  all epoch-end work; the first epoch is left out), divided by its steps;
-- whole fit: a `fit` of `--epochs` epochs after a warm-up, which adds the
-  once-per-run costs (opening the event file, the final plot and waiting for
-  the last checkpoint to be written), spread over the run as in a real one.
+Each round fits every variant once, `--epochs` epochs each, in the order
+given, and each variant's fits continue one training run (global steps, so
+checkpoints every N steps, carry on). On these shared machines the bare
+step's time drifts by +-15% over tens of seconds, so short fits that
+alternate, each compared with the bare fit of its own round, cancel the drift
+far better than long ones. Two figures per variant and round:
 
-Each overhead is a ratio against "bare" in the same repeat (adjacent fits, so
-slow drifts of the machine cancel); the headline is the median over repeats,
-followed by each repeat's ratio.
+- per step: the median steady-state cycle of the fit (from one epoch's end
+  to the next, so it holds an epoch's steps, the background writes they
+  overlap and all epoch-end work; the first epoch is left out), divided by
+  the steps of an epoch;
+- whole fit: the fit's wall time, adding the once-per-run costs (opening the
+  event file, the final plot, waiting for the last checkpoint).
+
+The overhead is the ratio to "bare" in the same round; the headline is its
+median over rounds, then the quartiles of those ratios.
 """
 from __future__ import annotations
 
@@ -93,45 +99,56 @@ def runner(x, y, epochs: int, variant: str, every_steps: int, total_steps: int, 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, 'bare' first; from {', '.join(VARIANTS)}")
     parser.add_argument("--examples", type=int, default=60000)
     parser.add_argument("--every-steps", type=int, default=1000)
     parser.add_argument("--hidden", type=int, default=HIDDEN,
                         help="units per hidden layer; a small one (64) makes the steps dispatch-bound, as on a GPU")
     args = parser.parse_args()
-    x, y = make_data(args.examples)
+    variants = args.variants.split(",")
+    if variants[0] != "bare" or len(variants) < 2 or not set(variants) <= set(VARIANTS):
+        parser.error(f"--variants must start with 'bare' and name at least one more of {', '.join(VARIANTS)}, "
+                     f"got {args.variants!r}")
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the per-step figure needs a steady-state epoch)")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    x, y = make_data(args.examples)
     steps_per_epoch = args.examples // BATCH
     steps = steps_per_epoch * args.epochs
-    runners = {v: runner(x, y, args.epochs, v, args.every_steps, steps * (args.repeats + 1), args.hidden)
-               for v in VARIANTS}
+    runners = {v: runner(x, y, args.epochs, v, args.every_steps, steps * (args.rounds + 1), args.hidden)
+               for v in variants}
     for run in runners.values():
         run()  # compile and warm up
     times = {name: [] for name in runners}
-    cycles = {name: [] for name in runners}  # per repeat: the steady-state epoch cycles of its fit
-    for _ in range(args.repeats):
+    per_step = {name: [] for name in runners}
+    for _ in range(args.rounds):
         for name, run in runners.items():
             start = time.perf_counter()
-            cycles[name].append(run())
+            per_step[name].append(statistics.median(run()) / steps_per_epoch)
             times[name].append(time.perf_counter() - start)
-    per_step = {name: [statistics.median(c) / steps_per_epoch for c in runs] for name, runs in cycles.items()}
     print(f"device: {jax.devices()[0].platform} x{jax.device_count()}  model: MLP 784-{args.hidden}-{args.hidden}-{CLASSES}  "
           f"batch: {BATCH}  epochs/fit: {args.epochs} ({steps} steps)  checkpoint every {args.every_steps} steps "
-          f"+ epoch end  repeats: {args.repeats}")
+          f"+ epoch end  rounds: {args.rounds}")
     for name in runners:
-        print(f"{name:15s} per step {_list(per_step[name], 1e3, '.2f')} ms   whole fit {_list(times[name], 1, '.2f')} s")
-    for name in VARIANTS[1:]:
+        print(f"{name:15s} per step {1e3 * statistics.median(per_step[name]):.2f} ms "
+              f"({_quartiles(per_step[name], 1e3, '.2f')})   whole fit {statistics.median(times[name]):.2f} s")
+    for name in variants[1:]:
         step_ratios = [100 * (a / b - 1) for a, b in zip(per_step[name], per_step["bare"])]
         fit_ratios = [100 * (a / b - 1) for a, b in zip(times[name], times["bare"])]
         print(f"overhead {name:15s} / bare: per step {statistics.median(step_ratios):+5.1f}% "
-              f"({_list(step_ratios, 1, '+.1f')})   whole fit {statistics.median(fit_ratios):+5.1f}% "
-              f"({_list(fit_ratios, 1, '+.1f')})")
+              f"(quartiles {_quartiles(step_ratios, 1, '+.1f')})   whole fit {statistics.median(fit_ratios):+5.1f}% "
+              f"(quartiles {_quartiles(fit_ratios, 1, '+.1f')})")
 
 
-def _list(values, scale: float, fmt: str) -> str:
-    return ", ".join(format(scale * v, fmt) for v in values)
+def _quartiles(values, scale: float, fmt: str) -> str:
+    if len(values) < 2:
+        return format(scale * values[0], fmt)
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{scale * q1:{fmt}} .. {scale * q3:{fmt}}"
 
 
 if __name__ == "__main__":
