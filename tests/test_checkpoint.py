@@ -51,7 +51,9 @@ def test_identical_arrays_are_written_once_and_restored_to_every_path(tmp_path):
     assert same == {"params/dense/kernel": "best/kernel", "nan": "best/nan"}
     with ckpt._checkpointer() as orbax_checkpointer:
         stored = orbax_checkpointer.restore(tmp_path / "c" / "arrays", args=ocp.args.PyTreeRestore())
-    assert len(stored) == len(meta["arrays"]) - 2
+    sizes = {p: a.size for p, a in ckpt.flatten(tree).items()}
+    assert sorted(stored) == ["bfloat16", "float32", "int32", "uint32"]  # one packed array per dtype
+    assert sum(a.size for a in stored.values()) == sum(sizes.values()) - sizes["best/kernel"] - sizes["best/nan"]
     flat, _ = ckpt.load_checkpoint(tmp_path / "c")
     assert set(flat) == set(ckpt.flatten(tree))
     assert all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
@@ -81,16 +83,38 @@ def test_a_same_as_entry_pointing_at_other_bytes_is_corrupt(tmp_path):
         ckpt.load_checkpoint(tmp_path / "c")
 
 
-def test_a_compressed_checkpoint_of_format_1_still_restores(tmp_path, monkeypatch):
+def _save_an_array_each(path, tree, compressed: bool) -> None:
+    """A checkpoint as formats 1 (zstd) and 2 (uncompressed) wrote it: one orbax array `a<i>` per entry."""
+    flat = ckpt.flatten(tree)
+    entries = [{"path": p, "shape": list(a.shape), "dtype": a.dtype.name, "crc32": ckpt._crc(a)}
+               for p, a in flat.items()]
+    handler = ocp.PyTreeCheckpointHandler(use_compression=compressed)
+    with ocp.Checkpointer(handler) as orbax_checkpointer:
+        orbax_checkpointer.save(path / "arrays", args=ocp.args.PyTreeSave({f"a{i}": a for i, a in
+                                                                           enumerate(flat.values())}))
+    (path / "meta.json").write_text(json.dumps({"format": 1 if compressed else 2, "arrays": entries}))
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["format-1-zstd", "format-2"])
+def test_checkpoints_of_earlier_formats_still_restore(tmp_path, compressed):
     tree = {**_tree(hidden=256), "ones": jnp.ones((256, 256))}  # 256 KB that zstd shrinks to almost nothing
-    with monkeypatch.context() as m:  # how format 1 wrote its arrays: orbax's default zstd
-        m.setattr(ckpt, "_checkpointer", lambda: ocp.Checkpointer(ocp.PyTreeCheckpointHandler()))
-        ckpt.save_checkpoint(tmp_path / "c", tree)
-    ckpt.save_checkpoint(tmp_path / "now", tree)
-    stored = lambda name: sum(f.stat().st_size for f in (tmp_path / name).rglob("*") if f.is_file())
-    assert stored("c") < 64_000 < 256_000 < stored("now")
-    flat, _ = ckpt.load_checkpoint(tmp_path / "c")
-    assert all(a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
+    _save_an_array_each(tmp_path / "old", tree, compressed)
+    stored = sum(f.stat().st_size for f in (tmp_path / "old").rglob("*") if f.is_file())
+    assert stored < 64_000 if compressed else stored > 256_000
+    flat, _ = ckpt.load_checkpoint(tmp_path / "old")
+    assert list(flat) == list(ckpt.flatten(tree))
+    assert all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
+
+
+def test_a_packed_offset_out_of_range_is_corrupt(tmp_path):
+    ckpt.save_checkpoint(tmp_path / "c", {"a": jnp.ones(3), "b": jnp.arange(4.0)})
+    meta_file = tmp_path / "c" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    assert [e["offset"] for e in meta["arrays"]] == [0, 3]
+    meta["arrays"][1]["offset"] = 4  # one element past the packed array's end
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CorruptCheckpointError, match="b does not match its checksum"):
+        ckpt.load_checkpoint(tmp_path / "c")
 
 
 def _flip_one_byte(path, values: np.ndarray):
