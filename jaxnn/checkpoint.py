@@ -167,10 +167,12 @@ def _pack(entries: list[dict], stored: dict[int, np.ndarray]) -> dict[str, np.nd
     array each (format 2) and 35 ms packed (bench/bench_checkpoint_save.py).
     """
     parts: dict[str, list[np.ndarray]] = {}
+    sizes: dict[str, int] = {}
     for i, a in stored.items():
-        group = parts.setdefault(a.dtype.name, [])
-        entries[i]["offset"] = sum(p.size for p in group)
-        group.append(a.reshape(-1))
+        name = a.dtype.name
+        entries[i]["offset"] = sizes.get(name, 0)
+        sizes[name] = entries[i]["offset"] + a.size
+        parts.setdefault(name, []).append(a.reshape(-1))
     return {name: np.concatenate(group) for name, group in parts.items()}
 
 

@@ -198,6 +198,8 @@ def serve(parent: int, region_fd: int) -> None:
     logging.set_verbosity(logging.WARNING)
     managers, region = {}, None
     while line := sys.stdin.buffer.readline():
+        if not line.endswith(b"\n"):  # the parent died while sending
+            os._exit(1)
         job = json.loads(line)
         if region is None or len(region) < job["size"]:  # the parent grew it (a mapping still in use stays alive)
             region = mmap.mmap(region_fd, max(job["size"], mmap.PAGESIZE), prot=mmap.PROT_READ)
@@ -213,7 +215,6 @@ def serve(parent: int, region_fd: int) -> None:
             answer = {"ok": True}
         except Exception as e:  # reported to the parent, which raises it in the training loop
             answer = {"error": f"{type(e).__name__}: {e}"}
-        del flat
         try:
             replies.write(json.dumps(answer) + "\n")
             replies.flush()
