@@ -14,9 +14,10 @@ of CPU per save of bench_callbacks.py's 11 MB state (64 KB pipe chunks, each
 a context switch, and fresh pages for each copy). On
 bench_callbacks.py's dispatch-bound model (`--hidden 64`, 2 CPU cores), a
 whole 3-epoch fit with all callbacks cost +31% and +29% over a bare one with
-this writer, against +36% and +41% with orbax on a thread (two runs). The child keeps the normal CPU priority: at the lowest it
-starved while the steps kept every core busy, and the next save waited for it
-(+11% per step against +2% in one comparison). It stays in its parent's
+this writer, against +36% and +41% with orbax on a thread (two runs). The
+child keeps the normal CPU priority: at the lowest it starved while the steps
+kept every core busy, and the next save waited for it (+11% per step against
++2% in one comparison). It stays in its parent's
 session: where Linux groups CPU time by session (autogroup), a child in a
 session of its own would get as much CPU as the whole training process
 whenever it saves, rather than a thread's share.
