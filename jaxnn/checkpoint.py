@@ -133,7 +133,8 @@ def _fsync_dir(path: str) -> None:
 
 
 def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(_raw_bytes(a), _raw_bytes(b))
+    """Whether two arrays of one shape and dtype hold the same bytes (NaN payloads and -0.0 included)."""
+    return np.array_equal(_raw_bytes(a), _raw_bytes(b))
 
 
 def _entries(flat: dict[str, np.ndarray]) -> tuple[list[dict], dict[int, np.ndarray]]:
@@ -257,9 +258,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
         raise CorruptCheckpointError(f"checkpoint {path} could not be read: {type(e).__name__}: {e}") from None
     flat, entries = {}, meta["arrays"]
     for i, entry in enumerate(entries):
-        a = _unpacked(restored, entries, flat, i)
-        if a is None or a.shape != entry["shape"] or a.dtype.name != entry["dtype"] or _crc(a) != entry["crc32"]:
-            raise CorruptCheckpointError(f"checkpoint {path} is corrupt: {entry['path']} does not match its checksum")
+        try:
+            a = _unpacked(restored, entries, flat, i)
+            intact = a is not None and a.shape == entry["shape"] and a.dtype.name == entry["dtype"] \
+                and _crc(a) == entry["crc32"]
+        except (TypeError, ValueError, KeyError, IndexError):  # an altered entry: a bad shape, dtype or offset
+            intact = False
+        if not intact:
+            raise CorruptCheckpointError(f"checkpoint {path} is corrupt: {entry.get('path', f'entry {i}')} does "
+                                         "not match its checksum")
         flat[entry["path"]] = a
     return flat, meta
 

@@ -106,6 +106,17 @@ def test_checkpoints_of_earlier_formats_still_restore(tmp_path, compressed):
     assert all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
 
 
+@pytest.mark.parametrize("field, value", [("shape", [-1, 4]), ("dtype", "no-such-dtype"), ("offset", "0")])
+def test_an_altered_entry_is_corrupt_not_a_crash(tmp_path, field, value):
+    ckpt.save_checkpoint(tmp_path / "c", {"a": jnp.ones(3), "b": jnp.arange(4.0)})
+    meta_file = tmp_path / "c" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["arrays"][1][field] = value
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CorruptCheckpointError, match="b does not match its checksum"):
+        ckpt.load_checkpoint(tmp_path / "c")
+
+
 def test_a_packed_offset_out_of_range_is_corrupt(tmp_path):
     ckpt.save_checkpoint(tmp_path / "c", {"a": jnp.ones(3), "b": jnp.arange(4.0)})
     meta_file = tmp_path / "c" / "meta.json"
