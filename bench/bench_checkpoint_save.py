@@ -4,15 +4,15 @@
 
 The state is what `ModelCheckpoint` saves at an epoch end of bench_callbacks.py:
 parameters, Adam's two moments, EarlyStopping's best weights and a few scalars
-(11 MB, 29 arrays). Four ways, alternating so machine noise hits all alike:
+(11 MB, 29 arrays). Five ways, alternating so machine noise hits all alike:
 
 - "improved": this checkpoint format (3) at an epoch that improved (best
   weights are the current ones, so stored once), packed into one orbax array
-  per dtype;
+  per dtype, written without OCDBT;
 - "not improved": the same where the best weights differ (all 29 arrays stored);
-- "format 2": as "improved", but one orbax array per stored array;
-- "format 1": one orbax array per array, zstd-compressed, identical arrays
-  stored again, at an epoch that improved.
+- "3 + OCDBT": as "improved", written with orbax's OCDBT (as format 3 first was);
+- "format 2": as "3 + OCDBT", but one orbax array per stored array;
+- "format 1": as "format 2", zstd-compressed, identical arrays stored again.
 
 Each figure is wall and CPU milliseconds per save (median over repeats of
 `--saves` saves through one `CheckpointManager`), then its ratio to "format 1".
@@ -49,20 +49,30 @@ def _an_array_each(entries, stored):
     return {f"a{i}": a for i, a in stored.items()}
 
 
+def _orbax_default(**options):
+    """A patch of the checkpointer for orbax's defaults (OCDBT on, zstd on) less `options`."""
+    import orbax.checkpoint as ocp
+
+    return mock.patch.object(ckpt, "_checkpointer", lambda: ocp.Checkpointer(ocp.PyTreeCheckpointHandler(**options)))
+
+
+def with_ocdbt():
+    """Saves as format 3 did at first: packed, uncompressed, with OCDBT."""
+    return _orbax_default(use_compression=False)
+
+
 @contextlib.contextmanager
 def format_2():
-    """Saves as format 2 did: uncompressed, identical arrays stored once, one orbax array each."""
-    with mock.patch.object(ckpt, "_pack", _an_array_each):
+    """Saves as format 2 did: uncompressed, with OCDBT, identical arrays stored once, one orbax array each."""
+    with _orbax_default(use_compression=False), mock.patch.object(ckpt, "_pack", _an_array_each):
         yield
 
 
 @contextlib.contextmanager
 def format_1():
-    """Saves as format 1 did: orbax's default zstd, every array stored (no `same_as`), one orbax array each."""
-    import orbax.checkpoint as ocp
-
-    with mock.patch.object(ckpt, "_checkpointer", lambda: ocp.Checkpointer(ocp.PyTreeCheckpointHandler())), \
-            mock.patch.object(ckpt, "_same_bytes", lambda a, b: False), mock.patch.object(ckpt, "_pack", _an_array_each):
+    """Saves as format 1 did: OCDBT, zstd, every array stored (no `same_as`), one orbax array each."""
+    with _orbax_default(), mock.patch.object(ckpt, "_same_bytes", lambda a, b: False), \
+            mock.patch.object(ckpt, "_pack", _an_array_each):
         yield
 
 
@@ -78,7 +88,7 @@ def main():
     args = parser.parse_args()
     ways = {"improved": (train_state(True), contextlib.nullcontext),
             "not improved": (train_state(False), contextlib.nullcontext),
-            "format 2": (train_state(True), format_2), "format 1": (train_state(True), format_1)}
+            "3 + OCDBT": (train_state(True), with_ocdbt), "format 2": (train_state(True), format_2), "format 1": (train_state(True), format_1)}
     managers = {name: ckpt.CheckpointManager(tempfile.mkdtemp(prefix="bench-ckpt-"), keep=3) for name in ways}
     results = {name: [] for name in ways}
     step = 0

@@ -106,6 +106,17 @@ def test_checkpoints_of_earlier_formats_still_restore(tmp_path, compressed):
     assert all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
 
 
+def test_packed_checkpoints_written_with_ocdbt_still_restore(tmp_path, monkeypatch):
+    """Format 3 as written before OCDBT was turned off: the same meta.json, orbax's OCDBT files under arrays/."""
+    tree = _tree(hidden=256)
+    with monkeypatch.context() as m:
+        m.setattr(ckpt, "_checkpointer", lambda: ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_compression=False)))
+        ckpt.save_checkpoint(tmp_path / "c", tree)
+    assert os.path.exists(tmp_path / "c" / "arrays" / "manifest.ocdbt")
+    flat, _ = ckpt.load_checkpoint(tmp_path / "c")
+    assert all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
+
+
 @pytest.mark.parametrize("field, value", [("shape", [-1, 4]), ("dtype", "no-such-dtype"), ("offset", "0")])
 def test_an_altered_entry_is_corrupt_not_a_crash(tmp_path, field, value):
     ckpt.save_checkpoint(tmp_path / "c", {"a": jnp.ones(3), "b": jnp.arange(4.0)})
@@ -129,7 +140,7 @@ def test_a_packed_offset_out_of_range_is_corrupt(tmp_path):
 
 
 def _flip_one_byte(path, values: np.ndarray):
-    """Flip one bit inside the stored bytes of `values` (written raw if large; OCDBT zstd-packs small arrays)."""
+    """Flip one bit inside the stored bytes of `values` (in its packed array's chunk file, stored raw)."""
     raw_values = values.tobytes()
     hits = 0
     for f in glob.glob(f"{path}/arrays/**/*", recursive=True):
@@ -145,7 +156,9 @@ def _flip_one_byte(path, values: np.ndarray):
 def _truncate(path, values):
     """Cut every data file of the checkpoint to half its length (a disk filled up mid-write)."""
     del values
-    for f in glob.glob(f"{path}/arrays/**/d/*", recursive=True):
+    data = [f for f in glob.glob(f"{path}/arrays/*/*") if os.path.basename(f)[0] not in "._"]  # not .zarray
+    assert data, "no data files found"
+    for f in data:
         os.truncate(f, os.path.getsize(f) // 2)
 
 
