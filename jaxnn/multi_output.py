@@ -7,10 +7,13 @@
                       metrics=[OutputMetric("digit", "accuracy")])
 
 Targets come structured like the predictions (a dict with the same keys, or a
-tuple in the same order), as Keras takes them.
+tuple in the same order), as Keras takes them. The Trainer logs each trained
+output's own (unweighted) loss beside the weighted total, as `digit_loss`,
+`size_loss` (Keras's names; `0_loss`, `1_loss` for a list).
 """
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 import jax.numpy as jnp
@@ -58,9 +61,18 @@ class MultiOutputLoss:
         total = 0.0
         for k, loss_fn in self.losses.items():
             if loss_fn is not None:
-                per_example = loss_fn(targets[k], preds[k])
-                total = total + self.weights[k] * per_example.reshape(per_example.shape[0], -1).mean(axis=-1)
+                total = total + self.weights[k] * self._per_example(k, targets, preds)
         return jnp.asarray(total)
+
+    def _per_example(self, k, targets, preds):
+        """Output `k`'s loss, one value per example (shape (batch,))."""
+        per_example = self.losses[k](targets[k], preds[k])
+        return per_example.reshape(per_example.shape[0], -1).mean(axis=-1)
+
+    def output_metrics(self) -> tuple:
+        """A metric per trained output: its unweighted loss, named `<output>_loss` (what the Trainer logs)."""
+        return tuple(metrics.MeanOf(f"{k}_loss", functools.partial(self._per_example, k))
+                     for k, loss_fn in self.losses.items() if loss_fn is not None)
 
     def _check(self, tree, what: str):
         fits = isinstance(tree, Mapping) if self.keyed else isinstance(tree, (list, tuple))

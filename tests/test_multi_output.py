@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxnn import Dense, Input, Model, MultiOutputLoss, OutputMetric, Trainer, optimizers
-from jaxnn.metrics import Accuracy
+from jaxnn.metrics import Accuracy, MeanOf
 
 PROBS = jnp.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
 LABELS = jnp.array([0, 1])
@@ -99,3 +99,32 @@ def test_fit_evaluate_and_predict_with_dict_targets():
     scores = trainer.evaluate(state, x, y, batch_size=7)
     expected = float(np.mean(trainer.predict(state, x)["digit"].argmax(1) == y["digit"]))
     assert scores["digit_accuracy"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_each_outputs_unweighted_loss_is_logged_beside_the_weighted_total():
+    trainer = Trainer(two_headed(), optimizer=optimizers.get("adam", learning_rate=1e-2), metrics=(),
+                      loss=MultiOutputLoss({"digit": "sparse_categorical_crossentropy", "size": "mse"},
+                                           loss_weights={"size": 0.5}))
+    x, y = data(300)
+    state, history = trainer.fit(trainer.init(0, (4,)), x, y, epochs=2, batch_size=32, validation_split=0.2,
+                                 verbose=0)
+    assert {"digit_loss", "size_loss", "val_digit_loss", "val_size_loss"} <= set(history.history)
+    scores = trainer.evaluate(state, x, y, batch_size=7)
+    preds = trainer.predict(state, x)
+    ce = -np.log(np.take_along_axis(np.asarray(preds["digit"]), y["digit"][:, None], axis=1)).mean()
+    mse = np.mean((np.asarray(preds["size"]) - y["size"]) ** 2)
+    assert scores["digit_loss"] == pytest.approx(ce, rel=1e-5)
+    assert scores["size_loss"] == pytest.approx(mse, rel=1e-5)
+    assert scores["loss"] == pytest.approx(ce + 0.5 * mse, rel=1e-5)
+
+
+def test_an_output_without_a_loss_logs_none_and_clashing_metric_names_are_refused():
+    loss = MultiOutputLoss({"digit": "sparse_categorical_crossentropy", "size": None})
+    assert [m.name for m in loss.output_metrics()] == ["digit_loss"]
+    with pytest.raises(ValueError, match="two metrics would be logged as 'digit_loss'"):
+        Trainer(two_headed(), loss=loss, optimizer="adam",
+                metrics=[OutputMetric("digit", MeanOf("loss", lambda t, p: -jnp.log(p.max(-1))))])
+    with pytest.raises(ValueError, match="metric 'accuracy' does not say which output it measures"):
+        Trainer(two_headed(), loss=loss, optimizer="adam")  # the default metrics=("accuracy",)
+    with pytest.raises(ValueError, match="two metrics would be logged as 'accuracy'"):
+        Trainer(two_headed(), loss="mse", optimizer="adam", metrics=["accuracy", "accuracy"])

@@ -128,7 +128,19 @@ class Trainer:
 
     @functools.cached_property
     def metric_objects(self) -> tuple:
-        return tuple(metrics_lib.get(m) for m in self.metrics)
+        """The loss's own metrics (each output's loss, for a multi-output loss), then `metrics`."""
+        own = getattr(self.loss_fn, "output_metrics", tuple)()
+        by_name = [m for m in self.metrics if isinstance(m, str)]
+        if own and by_name:  # a registry metric reads one array, not a dict or tuple of outputs
+            raise ValueError(f"metric {by_name[0]!r} does not say which output it measures (metrics defaults to "
+                             f"('accuracy',)); with a multi-output loss give OutputMetric(output, "
+                             f"{by_name[0]!r}) or metrics=()")
+        objects = (*own, *(metrics_lib.get(m) for m in self.metrics))
+        names = [m.name for m in objects]
+        repeated = sorted({n for n in names if n == "loss" or names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"two metrics would be logged as {repeated[0]!r}; give one of them another name")
+        return objects
 
     # -- pure steps ---------------------------------------------------------------
     def _make_train_step(self):
