@@ -88,7 +88,8 @@ def main():
     args = parser.parse_args()
     ways = {"improved": (train_state(True), contextlib.nullcontext),
             "not improved": (train_state(False), contextlib.nullcontext),
-            "3 + OCDBT": (train_state(True), with_ocdbt), "format 2": (train_state(True), format_2), "format 1": (train_state(True), format_1)}
+            "3 + OCDBT": (train_state(True), with_ocdbt), "format 2": (train_state(True), format_2),
+            "format 1": (train_state(True), format_1)}
     managers = {name: ckpt.CheckpointManager(tempfile.mkdtemp(prefix="bench-ckpt-"), keep=3) for name in ways}
     results = {name: [] for name in ways}
     step = 0

@@ -119,8 +119,8 @@ def _checkpointer():
     Uncompressed: zstd took about a third of a save's CPU (44 -> 31 ms for the
     bench MLP's 11 MB) and kept about 8% of float weights' bytes. Without
     OCDBT: it gathers many arrays into few files, but packing leaves about one
-    array per dtype, and skipping it took a packed save from 25-30 to 21-25 ms
-    of CPU (/tmp experiments, 40 saves each, alternated). Checkpoints written
+    array per dtype, and skipping it took a packed save from 25.0 to 22.7 ms of
+    CPU (bench/bench_checkpoint_save.py, "3 + OCDBT"). Checkpoints written
     compressed (format 1) or with OCDBT (formats 1-3 until then) still
     restore: orbax reads both from each checkpoint's own metadata.
     """
