@@ -15,6 +15,11 @@ models: `LSTM(8)({"inputs": x, "mask": m})` on symbolic tensors. `mask` is a
 carried over unchanged and the output repeats the previous one (Keras's rule).
 `initial_state` is one (batch, units) array per state (LSTM: h and c).
 
+`dropout` and `recurrent_dropout` (Keras's; Gal & Ghahramani 2016) drop
+input features and the previous output h where it enters the recurrent
+matmuls, with one mask per sequence kept over all its steps, in training only
+(a key is then needed).
+
 Outputs: the last output (batch, units), or with return_sequences=True every
 step's (batch, time, units); with return_state=True a tuple
 (outputs, *final_states). go_backwards=True reads the sequence from its end
@@ -29,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import activations, initializers
-from jaxnn.layers.base import Layer, ShapeError, as_shape
+from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key
 
 INPUT_KEYS = ("inputs", "mask", "initial_state")
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -73,8 +78,9 @@ def _shape_of(value) -> tuple:
 class _Recurrent(Layer):
     """A recurrent layer: `gates` blocks of `units` in the kernels, states `state_names` (h first).
 
-    Each cell defines `_cell(params, projected, states) -> new_states`, the
-    step from the projected input x_t @ kernel + bias and the previous states.
+    Each cell defines `_cell(params, projected, states, h_in) -> new_states`,
+    the step from the projected input x_t @ kernel + bias and the previous
+    states; `h_in` is h as the recurrent matmuls see it (after recurrent_dropout).
     """
 
     gates: ClassVar[int]
@@ -90,11 +96,16 @@ class _Recurrent(Layer):
     return_sequences: bool = False
     return_state: bool = False
     go_backwards: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
 
     def __post_init__(self):
         cls = type(self).__name__
         if not isinstance(self.units, int) or isinstance(self.units, bool) or self.units <= 0:
             raise ValueError(f"{cls} units must be a positive int, got {self.units!r}")
+        for field in ("dropout", "recurrent_dropout"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                raise ValueError(f"{cls} {field} must be in [0, 1), got {getattr(self, field)!r}")
         activations.get(self.activation)
         activations.get(getattr(self, "recurrent_activation", None))
         for field in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
@@ -125,6 +136,18 @@ class _Recurrent(Layer):
                            None if states is None else tuple(_shape_of(s) for s in states))
         return inputs, mask, states
 
+    def dropout_masks(self, key, batch: int, features: int, dtype=jnp.float32) -> tuple:
+        """(input mask (batch, features), recurrent mask (batch, units)) for one sequence batch, each 0 or
+        1/(1 - rate) (None where its rate is 0): what `apply` draws from `key` in training."""
+        k_input, k_recurrent = jax.random.split(key)
+
+        def mask(k, rate, size):
+            if not rate:
+                return None
+            return jax.random.bernoulli(k, 1.0 - rate, (batch, size)).astype(dtype) / jnp.asarray(1.0 - rate, dtype)
+
+        return mask(k_input, self.dropout, features), mask(k_recurrent, self.recurrent_dropout, self.units)
+
     def init(self, key, input_shape):
         shape, _, _ = self._split_and_check(input_shape)
         shape = as_shape(shape)
@@ -149,13 +172,20 @@ class _Recurrent(Layer):
                              f"got shape {tuple(inputs.shape)}")
         if states is None:
             states = (jnp.zeros((inputs.shape[0], self.units), inputs.dtype),) * len(self.state_names)
+        input_mask, recurrent_mask = None, None
+        if train and (self.dropout or self.recurrent_dropout):
+            key = require_key(self.name or self.default_name, key)
+            input_mask, recurrent_mask = self.dropout_masks(key, inputs.shape[0], inputs.shape[-1], inputs.dtype)
+        if input_mask is not None:
+            inputs = inputs * input_mask[:, None, :]  # the same features of a sequence dropped at every step
         projected = jnp.dot(inputs, kernel.astype(inputs.dtype))
         if self.use_bias:
             projected = projected + self._input_bias(params).astype(projected.dtype)
 
         def step(carry, xs):
             projected_t, mask_t = xs
-            new = self._cell(params, projected_t, carry)
+            h_in = carry[0] if recurrent_mask is None else carry[0] * recurrent_mask
+            new = self._cell(params, projected_t, carry, h_in)
             if mask_t is not None:  # masked steps keep the previous state (and so repeat the previous output)
                 new = tuple(jnp.where(mask_t[:, None], n, c) for n, c in zip(new, carry))
             return new, new[0] if self.return_sequences else None
@@ -180,9 +210,8 @@ class SimpleRNN(_Recurrent):
 
     gates: ClassVar[int] = 1
 
-    def _cell(self, params, projected, states):
-        (h,) = states
-        recurrent = jnp.dot(h, params["recurrent_kernel"].astype(h.dtype))
+    def _cell(self, params, projected, states, h_in):
+        recurrent = jnp.dot(h_in, params["recurrent_kernel"].astype(h_in.dtype))
         return (activations.get(self.activation)(projected + recurrent),)
 
 
@@ -212,9 +241,9 @@ class LSTM(_Recurrent):
         return jnp.concatenate([init(k_input, (self.units,), jnp.float32), jnp.ones((self.units,), jnp.float32),
                                 init(k_rest, (2 * self.units,), jnp.float32)])
 
-    def _cell(self, params, projected, states):
-        h, c = states
-        z = projected + jnp.dot(h, params["recurrent_kernel"].astype(h.dtype))
+    def _cell(self, params, projected, states, h_in):
+        _, c = states
+        z = projected + jnp.dot(h_in, params["recurrent_kernel"].astype(h_in.dtype))
         i, f, g, o = jnp.split(z, 4, axis=-1)
         act, gate = activations.get(self.activation), activations.get(self.recurrent_activation)
         c = gate(f) * c + gate(i) * act(g)
@@ -246,22 +275,22 @@ class GRU(_Recurrent):
     def _input_bias(self, params):
         return params["bias"][0] if self.reset_after else params["bias"]
 
-    def _cell(self, params, projected, states):
+    def _cell(self, params, projected, states, h_in):
         (h,) = states
         kernel = params["recurrent_kernel"].astype(h.dtype)
         act, gate = activations.get(self.activation), activations.get(self.recurrent_activation)
         x_z, x_r, x_h = jnp.split(projected, 3, axis=-1)
         if self.reset_after:
-            recurrent = jnp.dot(h, kernel)
+            recurrent = jnp.dot(h_in, kernel)
             if self.use_bias:
                 recurrent = recurrent + params["bias"][1].astype(h.dtype)
             r_z, r_r, r_h = jnp.split(recurrent, 3, axis=-1)
             z, r = gate(x_z + r_z), gate(x_r + r_r)
             candidate = act(x_h + r * r_h)
         else:
-            r_z, r_r = jnp.split(jnp.dot(h, kernel[:, :2 * self.units]), 2, axis=-1)
+            r_z, r_r = jnp.split(jnp.dot(h_in, kernel[:, :2 * self.units]), 2, axis=-1)
             z, r = gate(x_z + r_z), gate(x_r + r_r)
-            candidate = act(x_h + jnp.dot(r * h, kernel[:, 2 * self.units:]))
+            candidate = act(x_h + jnp.dot(r * h_in, kernel[:, 2 * self.units:]))
         return (z * h + (1 - z) * candidate,)
 
 
@@ -351,8 +380,9 @@ class Bidirectional(Layer):
     def apply(self, params, x, *, state=None, key=None, train=False):
         (f_name, forward), (b_name, backward) = self._named()
         f_in, b_in = self._split(x)
-        (f_out, f_states) = self._parts(forward.apply(params[f_name], f_in)[0])
-        (b_out, b_states) = self._parts(backward.apply(params[b_name], b_in)[0])
+        k_forward, k_backward = (None, None) if key is None else jax.random.split(key)
+        (f_out, f_states) = self._parts(forward.apply(params[f_name], f_in, key=k_forward, train=train)[0])
+        (b_out, b_states) = self._parts(backward.apply(params[b_name], b_in, key=k_backward, train=train)[0])
         if self.layer.return_sequences:
             b_out = jnp.flip(b_out, axis=1)
             if "mask" in f_in:

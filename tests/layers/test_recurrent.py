@@ -15,8 +15,12 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def rnn_reference(layer, params, x, mask=None, initial=None):
-    """Keras's equations step by step; returns the outputs in processing order and the final (h, c)."""
+def rnn_reference(layer, params, x, mask=None, initial=None, dropout_masks=(None, None)):
+    """Keras's equations step by step; returns the outputs in processing order and the final (h, c).
+
+    `dropout_masks` (input (batch, features), recurrent (batch, units)) scale x_t and, where it enters
+    the recurrent matmuls, h, at every step (Keras 3's DropoutRNNCell)."""
+    input_mask, recurrent_mask = (np.ones(()) if m is None else np.asarray(m, np.float64) for m in dropout_masks)
     batch, time, _ = x.shape
     units = layer.units
     kernel, recurrent = params["kernel"], params["recurrent_kernel"]
@@ -27,24 +31,24 @@ def rnn_reference(layer, params, x, mask=None, initial=None):
     c = np.zeros((batch, units)) if initial is None or len(initial) < 2 else initial[1]
     outputs = []
     for t in (reversed(range(time)) if layer.go_backwards else range(time)):
-        x_t, c_new = x[:, t], c
+        x_t, c_new, h_in = x[:, t] * input_mask, c, h * recurrent_mask
         if isinstance(layer, SimpleRNN):
-            h_new = np.tanh(x_t @ kernel + h @ recurrent + bias)
+            h_new = np.tanh(x_t @ kernel + h_in @ recurrent + bias)
         elif isinstance(layer, LSTM):
-            z = x_t @ kernel + h @ recurrent + bias
+            z = x_t @ kernel + h_in @ recurrent + bias
             i, f, g, o = (gates(z, k) for k in range(4))
             c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
             h_new = sigmoid(o) * np.tanh(c_new)
         elif layer.reset_after:
-            x_part, h_part = x_t @ kernel + bias[0], h @ recurrent + bias[1]
+            x_part, h_part = x_t @ kernel + bias[0], h_in @ recurrent + bias[1]
             z = sigmoid(gates(x_part, 0) + gates(h_part, 0))
             r = sigmoid(gates(x_part, 1) + gates(h_part, 1))
             h_new = z * h + (1 - z) * np.tanh(gates(x_part, 2) + r * gates(h_part, 2))
         else:
             x_part = x_t @ kernel + bias
-            z = sigmoid(gates(x_part, 0) + h @ gates(recurrent, 0))
-            r = sigmoid(gates(x_part, 1) + h @ gates(recurrent, 1))
-            h_new = z * h + (1 - z) * np.tanh(gates(x_part, 2) + (r * h) @ gates(recurrent, 2))
+            z = sigmoid(gates(x_part, 0) + h_in @ gates(recurrent, 0))
+            r = sigmoid(gates(x_part, 1) + h_in @ gates(recurrent, 1))
+            h_new = z * h + (1 - z) * np.tanh(gates(x_part, 2) + (r * h_in) @ gates(recurrent, 2))
         if mask is not None:  # a masked step keeps the previous state
             h_new, c_new = np.where(mask[:, t, None], h_new, h), np.where(mask[:, t, None], c_new, c)
         h, c = h_new, c_new
@@ -85,6 +89,44 @@ def test_matches_per_step_loop_of_keras_equations(base, extras):
         np.testing.assert_allclose(final[1], c, rtol=1e-4, atol=1e-5)
     last, _ = dataclasses.replace(base, go_backwards=extras != "plain").apply(params, inputs)
     np.testing.assert_allclose(last, h, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("base", LAYER_KINDS, ids=["simple_rnn", "lstm", "gru", "gru_reset_before"])
+def test_dropout_and_recurrent_dropout_match_keras_equations_with_one_mask_per_sequence(base):
+    x = _random((3, 6, 2), 1, scale=1.0)
+    params = _params(base, (None, 6, 2))
+    layer = dataclasses.replace(base, return_sequences=True, dropout=0.5, recurrent_dropout=0.25)
+    masks = layer.dropout_masks(jax.random.key(7), 3, 2)  # the masks `apply` draws from the same key
+    assert masks[0].shape == (3, 2) and masks[1].shape == (3, 3)
+    sequence, _ = layer.apply(params, {"inputs": x, "mask": MASK}, key=jax.random.key(7), train=True)
+    expected, _ = rnn_reference(layer, params, x.astype(np.float64), MASK, dropout_masks=masks)
+    np.testing.assert_allclose(sequence, expected, rtol=1e-4, atol=1e-5)
+    plain, _ = dataclasses.replace(base, return_sequences=True).apply(params, x)
+    np.testing.assert_array_equal(layer.apply(params, x)[0], plain)  # inference: no dropout, no key needed
+    with pytest.raises(ValueError, match="draws random numbers when train=True: pass key="):
+        layer.apply(params, x, train=True)
+
+
+def test_dropout_masks_drop_at_the_rate_and_scale_the_rest():
+    input_mask, recurrent_mask = LSTM(50, dropout=0.3, recurrent_dropout=0.6).dropout_masks(jax.random.key(0), 400, 20)
+    for mask, rate in ((input_mask, 0.3), (recurrent_mask, 0.6)):
+        values = np.unique(np.asarray(mask))
+        np.testing.assert_allclose(values, [0.0, 1 / (1 - rate)], rtol=1e-6)
+        assert abs(float(np.mean(np.asarray(mask) == 0)) - rate) < 0.02  # 8,000 and 20,000 draws
+    assert LSTM(5, dropout=0.3).dropout_masks(jax.random.key(0), 4, 2)[1] is None
+
+
+def test_bidirectional_draws_dropout_for_each_direction():
+    layer = Bidirectional(GRU(3, return_sequences=True, dropout=0.5, recurrent_dropout=0.5), merge_mode=None)
+    params = _params(layer, (None, 6, 2))
+    x = _random((3, 6, 2), 1, scale=1.0)
+    (forward, backward), _ = layer.apply(params, x, key=jax.random.key(3), train=True)
+    k_forward, k_backward = jax.random.split(jax.random.key(3))
+    expected_forward, _ = layer.layer.apply(params["forward_gru"], x, key=k_forward, train=True)
+    expected_backward, _ = layer.backward.apply(params["backward_gru"], x, key=k_backward, train=True)
+    np.testing.assert_allclose(forward, expected_forward, rtol=1e-6)
+    np.testing.assert_allclose(backward, jnp.flip(expected_backward, axis=1), rtol=1e-6)
+    assert not np.allclose(forward, layer.layer.apply(params["forward_gru"], x)[0])  # training did drop
 
 
 def test_masked_steps_carry_state_so_padding_values_do_not_matter():
@@ -195,8 +237,9 @@ def test_apply_under_jit_equals_eager(layer):
 
 
 def test_registered_and_buildable_from_config_specs():
-    layer = LAYERS.get("Bidirectional")(layer={"type": "LSTM", "units": 8, "return_sequences": True})
-    assert layer.layer == LSTM(8, return_sequences=True)
+    layer = LAYERS.get("Bidirectional")(layer={"type": "LSTM", "units": 8, "return_sequences": True,
+                                               "dropout": 0.2, "recurrent_dropout": 0.1})
+    assert layer.layer == LSTM(8, return_sequences=True, dropout=0.2, recurrent_dropout=0.1)
     assert layer.output_shape((None, 10, 3)) == (None, 10, 16)
     assert LAYERS.get("GRU") is GRU and LAYERS.get("SimpleRNN") is SimpleRNN
 
@@ -205,6 +248,8 @@ def test_registered_and_buildable_from_config_specs():
     (lambda: LSTM(0), "LSTM units must be a positive int, got 0"),
     (lambda: GRU(3, recurrent_activation="sigmoidx"), "unknown activation 'sigmoidx'"),
     (lambda: SimpleRNN(3, recurrent_initializer="orth"), "unknown initializer 'orth'"),
+    (lambda: LSTM(3, dropout=1.0), r"LSTM dropout must be in \[0, 1\), got 1.0"),
+    (lambda: GRU(3, recurrent_dropout=-0.1), r"GRU recurrent_dropout must be in \[0, 1\), got -0.1"),
     (lambda: Bidirectional(Dense(3)), "Bidirectional layer must be a recurrent layer .* got Dense"),
     (lambda: Bidirectional(LSTM(3), merge_mode="avg"), "Bidirectional merge_mode must be one of .*'ave'.* got 'avg'"),
     (lambda: Bidirectional(LSTM(3), backward_layer=LSTM(3)), "opposite directions, got go_backwards=False for both"),
