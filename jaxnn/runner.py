@@ -60,7 +60,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> d
     `NonFiniteError` when the loss or a gradient went NaN/inf.
     """
     task = config.get("task", "classify")
-    if task != "classify":  # perceptrons, transfer, GAN: jaxnn/tasks.py
+    if task != "classify":  # perceptrons, transfer, GAN: jaxnn/tasks/
         from jaxnn import tasks
 
         return tasks.TASKS.get(task)(config, workdir, print_fn=print_fn)

@@ -12,7 +12,7 @@ import pytest
 
 from jaxnn import Model, Trainer, data, transfer
 from jaxnn.runner import run
-from jaxnn.tasks import _class_subset, transfer_models
+from jaxnn.tasks.transfer import _class_subset, transfer_models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPECS = [dict(type="Conv2D", filters=2, kernel_size=3, name="conv_1"), dict(type="Flatten"),

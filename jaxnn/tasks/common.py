@@ -1,0 +1,89 @@
+"""What every task shares: the `TASKS` registry, checks of config fields, writing the results."""
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+from jaxnn.config import build_optimizer
+from jaxnn.registry import Registry
+from jaxnn.training.history import write_atomic
+
+TASKS: Registry = Registry("task")
+
+
+def require(field: str, value, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{field} must be {allowed}, got {value!r}")
+
+
+def positive_int(field: str, value) -> int:
+    require(field, value, isinstance(value, int) and not isinstance(value, bool) and value > 0, "a positive integer")
+    return value
+
+
+def config_section(config: ml_collections.ConfigDict, name: str, defaults: dict) -> dict:
+    """`config.<name>` as a dict over `defaults`, an unknown field rejected with the allowed ones listed."""
+    given = config.get(name) or {}
+    given = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown field {name}.{unknown[0]}; allowed: {', '.join(defaults)}")
+    return {**defaults, **given}
+
+
+def required_section(config: ml_collections.ConfigDict, name: str) -> dict:
+    if name not in config:
+        raise ValueError(f"config section {name!r} is missing")
+    return config[name].to_dict()
+
+
+def check_sections(config: ml_collections.ConfigDict, allowed: tuple[str, ...]) -> int:
+    """Reject an unknown section; returns the checked `seed`."""
+    unknown = sorted(set(config.keys()) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown config section {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    seed = config.get("seed", 0)
+    require("seed", seed, isinstance(seed, int) and not isinstance(seed, bool), "an integer")
+    return seed
+
+
+
+def non_negative_int(field: str, value) -> int:
+    require(field, value, isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+             "a non-negative integer")
+    return value
+
+
+
+def image_dataset(dataset: dict):
+    """The `DatasetSpec` of `dataset.name`, which must be an image dataset."""
+    from jaxnn import data
+    from jaxnn.data.specs import IMAGE_DATASETS
+
+    require("dataset.name", dataset["name"], dataset["name"] in IMAGE_DATASETS, f"one of {', '.join(IMAGE_DATASETS)}")
+    return data.dataset_info(dataset["name"])
+
+
+def optimizer_section(field: str, value) -> dict:
+    require(field, value, isinstance(value, (dict, ml_collections.ConfigDict)) and "name" in value,
+             "an optimizer section such as {'name': 'adam', 'learning_rate': 1e-3}")
+    return dict(value)
+
+
+def phase_optimizer(field: str, options: dict, total_steps: int = 2**31 - 1):
+    try:
+        return build_optimizer(options, total_steps)
+    except ValueError as e:
+        raise ValueError(f"{field}: {e}") from None
+
+
+def write_results(config: ml_collections.ConfigDict, workdir: str, results: dict, print_fn) -> dict:
+    os.makedirs(workdir, exist_ok=True)
+    write_atomic(os.path.join(workdir, "config.json"), config.to_json(indent=2))
+    write_atomic(os.path.join(workdir, "results.json"), json.dumps(results, indent=2))
+    if print_fn is not None:
+        print_fn(" - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in results.items()
+                            if not isinstance(v, (list, dict))))
+    return results
