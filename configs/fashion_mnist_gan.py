@@ -4,9 +4,10 @@ strided-conv discriminator with LeakyReLU, non-saturating loss, Adam(2e-4, beta_
     python train.py --config configs/fashion_mnist_gan.py --workdir runs/gan
     python bench/gan_quality.py --gan-workdir runs/gan --classifier-workdir runs/cnn
 
-Writes samples/epoch_XXX.png (the same 100 latent vectors each epoch), history.json (d_loss, g_loss,
-D(x), D(G(z))), curves.png and checkpoints/final. Sized for 2 CPU cores: 32/64 channels instead of
-DCGAN's 128/256, 4x4 kernels, one epoch over the 60,000 training images at batch 64 (937 steps).
+Writes samples/epoch_001.png, epoch_002.png, ... (the same 100 latent vectors each epoch),
+history.json (d_loss, g_loss, D(x), D(G(z))), curves.png and checkpoints/final. Sized for 2 CPU
+cores: 32/64 channels instead of DCGAN's 128/256, 4x4 kernels, one epoch over the 60,000 training
+images at batch 64 (937 steps).
 """
 import ml_collections
 from ml_collections import config_dict

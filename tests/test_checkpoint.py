@@ -21,6 +21,11 @@ def _tree(seed=0, hidden=4):
             "step": jnp.int32(7), "key": jax.random.key(seed), "opt": (jnp.ones(2), {"count": jnp.int32(1)})}
 
 
+def _bit_identical(flat, tree) -> bool:
+    """Whether `flat` holds every leaf of `tree` with its dtype and exact bytes (NaN payloads and -0.0 too)."""
+    return all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
+
+
 def _equal(a, b):
     if ckpt._is_key(a):
         a, b = jax.random.key_data(a), jax.random.key_data(b)
@@ -56,7 +61,7 @@ def test_identical_arrays_are_written_once_and_restored_to_every_path(tmp_path):
     assert sum(a.size for a in stored.values()) == sum(sizes.values()) - sizes["best/kernel"] - sizes["best/nan"]
     flat, _ = ckpt.load_checkpoint(tmp_path / "c")
     assert set(flat) == set(ckpt.flatten(tree))
-    assert all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
+    assert _bit_identical(flat, tree)
     assert np.signbit(flat["negzero"][0]) and flat["params/dense/kernel"] is not flat["best/kernel"]
 
 
@@ -103,7 +108,7 @@ def test_checkpoints_of_earlier_formats_still_restore(tmp_path, compressed):
     assert stored < 64_000 if compressed else stored > 256_000
     flat, _ = ckpt.load_checkpoint(tmp_path / "old")
     assert list(flat) == list(ckpt.flatten(tree))
-    assert all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
+    assert _bit_identical(flat, tree)
 
 
 def test_packed_checkpoints_written_with_ocdbt_still_restore(tmp_path, monkeypatch):
@@ -114,7 +119,7 @@ def test_packed_checkpoints_written_with_ocdbt_still_restore(tmp_path, monkeypat
         ckpt.save_checkpoint(tmp_path / "c", tree)
     assert os.path.exists(tmp_path / "c" / "arrays" / "manifest.ocdbt")
     flat, _ = ckpt.load_checkpoint(tmp_path / "c")
-    assert all(a.dtype == flat[p].dtype and a.tobytes() == flat[p].tobytes() for p, a in ckpt.flatten(tree).items())
+    assert _bit_identical(flat, tree)
 
 
 @pytest.mark.parametrize("field, value", [("shape", [-1, 4]), ("dtype", "no-such-dtype"), ("offset", "0")])

@@ -86,11 +86,11 @@ def load_gan(workdir: str) -> tuple[GANExperiment, dict]:
 def gan_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> dict:
     """Train a GAN on the training images (scaled to [-1, 1]); a sample grid per epoch, both losses per epoch.
 
-    Writes samples/epoch_XXX.png (the same `samples.rows` x `samples.cols`
-    latent vectors every epoch, so epochs compare), history.json (`d_loss`,
-    `g_loss`, `d_real` = mean D(x), `d_fake` = mean D(G(z))), curves.png,
-    checkpoints/final (generator and discriminator params and state),
-    results.json and config.json.
+    Writes samples/epoch_001.png, epoch_002.png, ... (the same `samples.rows`
+    x `samples.cols` latent vectors every epoch, so epochs compare),
+    history.json (`d_loss`, `g_loss`, `d_real` = mean D(x), `d_fake` = mean
+    D(G(z))), curves.png, checkpoints/final (generator and discriminator params
+    and state), results.json and config.json.
     """
     from jaxnn import data
     from jaxnn.gan import save_image_grid
