@@ -4,13 +4,14 @@
 
 The state is what `ModelCheckpoint` saves at an epoch end of bench_callbacks.py:
 parameters, Adam's two moments, EarlyStopping's best weights and a few scalars
-(11 MB, 29 arrays). Five ways, alternating so machine noise hits all alike:
+(11 MB, 29 arrays). Six ways, alternating so machine noise hits all alike:
 
 - "improved": this checkpoint format (3) at an epoch that improved (best
   weights are the current ones, so stored once), packed into one orbax array
-  per dtype, written without OCDBT;
+  per dtype, written without OCDBT and without orbax's copy of each array;
 - "not improved": the same where the best weights differ (all 29 arrays stored);
-- "3 + OCDBT": as "improved", written with orbax's OCDBT (as format 3 first was);
+- "with copy": as "improved", orbax copying each array before writing it (its default);
+- "3 + OCDBT": as "with copy", written with orbax's OCDBT (as format 3 first was);
 - "format 2": as "3 + OCDBT", but one orbax array per stored array;
 - "format 1": as "format 2", zstd-compressed, identical arrays stored again.
 
@@ -50,10 +51,16 @@ def _an_array_each(entries, stored):
 
 
 def _orbax_default(**options):
-    """A patch of the checkpointer for orbax's defaults (OCDBT on, zstd on) less `options`."""
+    """A patch of the checkpointer for orbax's defaults (OCDBT on, zstd on, arrays copied) less `options`."""
     import orbax.checkpoint as ocp
 
-    return mock.patch.object(ckpt, "_checkpointer", lambda: ocp.Checkpointer(ocp.PyTreeCheckpointHandler(**options)))
+    return mock.patch.object(ckpt, "_checkpointer",
+                             lambda saving=False: ocp.Checkpointer(ocp.PyTreeCheckpointHandler(**options)))
+
+
+def with_copy():
+    """Saves as format 3 did until orbax's copy of each array was turned off."""
+    return _orbax_default(use_compression=False, use_ocdbt=False)
 
 
 def with_ocdbt():
@@ -88,6 +95,7 @@ def main():
     args = parser.parse_args()
     ways = {"improved": (train_state(True), contextlib.nullcontext),
             "not improved": (train_state(False), contextlib.nullcontext),
+            "with copy": (train_state(True), with_copy),
             "3 + OCDBT": (train_state(True), with_ocdbt), "format 2": (train_state(True), format_2),
             "format 1": (train_state(True), format_1)}
     managers = {name: ckpt.CheckpointManager(tempfile.mkdtemp(prefix="bench-ckpt-"), keep=3) for name in ways}

@@ -115,7 +115,8 @@ def test_packed_checkpoints_written_with_ocdbt_still_restore(tmp_path, monkeypat
     """Format 3 as written before OCDBT was turned off: the same meta.json, orbax's OCDBT files under arrays/."""
     tree = _tree(hidden=256)
     with monkeypatch.context() as m:
-        m.setattr(ckpt, "_checkpointer", lambda: ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_compression=False)))
+        m.setattr(ckpt, "_checkpointer",
+                  lambda saving=False: ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_compression=False)))
         ckpt.save_checkpoint(tmp_path / "c", tree)
     assert os.path.exists(tmp_path / "c" / "arrays" / "manifest.ocdbt")
     flat, _ = ckpt.load_checkpoint(tmp_path / "c")
