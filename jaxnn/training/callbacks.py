@@ -61,6 +61,16 @@ class Run:
     callbacks: list = dataclasses.field(default_factory=list)
     log_keys: tuple = ()
     last_checkpoint: str | None = None
+    _host: tuple = dataclasses.field(default=(None, None), repr=False)  # (a state, its host copy)
+
+    def host_state(self) -> dict[str, np.ndarray]:
+        """The TrainState copied to the host (path -> array), made once per state, so callbacks that
+        need it at one epoch end (TensorBoard's histograms, ModelCheckpoint) share one copy."""
+        state, host = self._host
+        if state is not self.state:
+            host = ckpt.flatten(self.state)
+            self._host = (self.state, host)
+        return host
 
     def named_callbacks(self) -> dict[str, "Callback"]:
         """Callbacks by a stable name (`EarlyStopping`, `EarlyStopping_1`, ...) for checkpoint state."""
@@ -449,7 +459,8 @@ class TensorBoard(Callback):
         for k, v in logs.items():
             self._writer.add_scalar(f"epoch/{k}", v, epoch + 1)
         if self.histogram_freq and (epoch + 1) % self.histogram_freq == 0:
-            self._io.submit(self._histograms, ckpt.flatten(run.state.params), epoch + 1)
+            params = {p[len("params/"):]: a for p, a in run.host_state().items() if p.startswith("params/")}
+            self._io.submit(self._histograms, params, epoch + 1)
 
     def _histograms(self, params: dict[str, np.ndarray], step: int) -> None:
         for path, values in params.items():
@@ -568,9 +579,13 @@ class ModelCheckpoint(Callback):
                 "history": {"history": run.history.history, "epoch": run.history.epoch},
                 "callbacks": {name: cb.state_dict(run) for name, cb in named.items()},
                 "fingerprint": self.fingerprint}
-        # After an epoch's end the resume point is the next epoch's start, whose running totals are zero.
-        totals = jax.tree_util.tree_map(jnp.zeros_like, run.totals) if run.epoch_done else run.totals
-        flat = ckpt.flatten({"state": run.state, "totals": totals, "callbacks": callback_arrays})
+        if run.epoch_done:  # the resume point is the next epoch's start, whose running totals are zero
+            spec = ckpt.tree_spec(run.totals, "totals/")
+            totals = {p: np.zeros(shape, jnp.dtype(dtype)) for p, (shape, dtype) in spec.items()}
+        else:
+            totals = ckpt.flatten(run.totals, "totals/")
+        state = {f"state/{p}": a for p, a in run.host_state().items()}
+        flat = {**ckpt.flatten({"callbacks": callback_arrays}), **state, **totals}  # flatten's (sorted) order
         if self.writer == "process" or (self.writer == "auto" and jax.process_count() == 1):
             self._io.submit(shared_writer().save, self.manager, run.step, flat, meta, metric)
         else:

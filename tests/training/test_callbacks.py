@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxnn import Dense, Dropout, Sequential, Trainer, optimizers
+from jaxnn import checkpoint as ckpt
 from jaxnn.checkpoint import CheckpointMismatchError
 from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint, ProgressLogger,
                                       ReduceLROnPlateau, TensorBoard, TerminateOnNaN, histogram)
@@ -142,6 +143,21 @@ def test_tensorboard_files_are_readable_by_tensorflow(tmp_path):
     counts, edges = np.histogram(kernel, bins=30)
     np.testing.assert_allclose(histo.bucket_limit, edges, atol=1e-6)
     assert list(histo.bucket) == [0, *counts]
+
+
+def test_tensorboard_and_checkpoints_share_one_host_copy_of_the_state_per_epoch_end(tmp_path, monkeypatch):
+    copies, flatten = [], ckpt.flatten
+
+    def counting(tree, prefix=""):
+        copies.extend([tree] if hasattr(tree, "opt_state") else [])
+        return flatten(tree, prefix)
+
+    monkeypatch.setattr(ckpt, "flatten", counting)
+    state, _ = _fit(_trainer(), [TensorBoard(tmp_path / "tb"), ModelCheckpoint(tmp_path / "ckpt", print_fn=None)],
+                    epochs=3)
+    assert len(copies) == 3 and copies[-1] is state
+    saved, _ = ckpt.load_checkpoint(ckpt.CheckpointManager(tmp_path / "ckpt").path(int(state.step)))
+    assert all(np.array_equal(saved[f"state/{p}"], a) for p, a in flatten(state).items())
 
 
 def test_tensorboard_refuses_bad_histogram_settings(tmp_path):
