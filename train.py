@@ -8,8 +8,6 @@ import os
 import re
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (used by TFDS) is chatty on import
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 

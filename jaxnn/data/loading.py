@@ -36,6 +36,11 @@ _CHUNK = 10_000
 @functools.cache
 def _tfds():
     """Import TensorFlow (kept off the GPUs, which belong to JAX) and TensorFlow Datasets."""
+    # TensorFlow only reads and decodes data here, so it needs no oneDNN kernels; without them and
+    # with warnings only, its import logs nothing (it printed its oneDNN notice twice, each after
+    # absl's "before absl::InitializeLog()" warning). A user's own settings win.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")
