@@ -5,7 +5,7 @@ from jaxnn.layers import (ELU, GRU, LSTM, Activation, Add, Average, AveragePooli
                           BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DTranspose, Conv2D,
                           Conv2DTranspose, Dense, Dropout, Embedding, FlaxModule, FlaxNNX, Flatten, FunctionLayer,
                           GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-                          Layer, LayerNormalization, LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum,
+                          Layer, LayerNormalization, LeakyReLU, Masking, MaxPooling1D, MaxPooling2D, Maximum, Minimum,
                           Multiply, PReLU, RandomFlip, RandomTranslation, ReLU, Reshape, RReLU, ShapeError, SimpleRNN,
                           Softmax, SpatialDropout1D, SpatialDropout2D, Subtract)
 from jaxnn.losses import to_categorical

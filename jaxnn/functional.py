@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, ShapeError, as_shape, count_params
+from jaxnn.layers.base import Layer, ShapeError, apply_masked, as_shape, count_params
 from jaxnn.models import summary as summary_table
 from jaxnn.models import unique_names
 
@@ -249,7 +249,8 @@ class Model(Layer):
     `apply` takes one array for one input, else a tuple/list (in order) or a dict
     (keyed like the `inputs` dict, or by Input names); it returns one array, a
     tuple or a dict, like `outputs`. `params` and `state` are keyed by layer name.
-    Equality and hashing are by identity.
+    Equality and hashing are by identity. A mask made by a layer
+    (`Embedding(mask_zero=True)`) follows the graph's edges as in Keras.
     """
 
     inputs: Any
@@ -343,21 +344,25 @@ class Model(Layer):
                 raise ShapeError(f"input '{k}' expects arrays of shape {_fmt(t.shape)}, got {_fmt(a.shape)}")
             values[t.node, 0] = a
         keys = jax.random.split(key, len(graph.nodes)) if key is not None else [None] * len(graph.nodes)
-        new_state = {}
+        new_state, masks = {}, {}
         for node, k in zip(graph.nodes, keys):
             if not node.inputs:
                 continue
             name = graph.names[id(node.layer)]
             args = node.treedef.unflatten([values[t.node, t.index] for t in node.inputs])
+            in_masks = [masks.get((t.node, t.index)) for t in node.inputs]
+            mask = in_masks if isinstance(args, (list, tuple)) else in_masks[0]  # a dict input has its own
             try:
-                y, s = node.layer.apply(params.get(name, {}), args, state=new_state.get(name, state.get(name, {})),
-                                        key=k, train=train)
+                y, s, out_mask = apply_masked(node.layer, name, params.get(name, {}), args, mask,
+                                              state=new_state.get(name, state.get(name, {})), key=k, train=train)
             except ShapeError as e:
                 raise e.within(name) from None
             if s:
                 new_state[name] = s
             for i, leaf in enumerate(jax.tree_util.tree_leaves(y)):
                 values[node, i] = leaf
+            if out_mask is not None and not isinstance(y, (list, tuple, dict)):
+                masks[node, 0] = out_mask
         return graph.output_treedef.unflatten([values[t.node, t.index] for t in graph.output_tensors]), new_state
 
     def summary_rows(self, name, input_shape, params, state):

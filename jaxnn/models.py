@@ -6,7 +6,7 @@ from typing import Sequence
 
 import jax
 
-from jaxnn.layers.base import Layer, ShapeError, abstract_init, as_shape
+from jaxnn.layers.base import Layer, ShapeError, abstract_init, apply_masked, as_shape
 
 
 def unique_names(layers: Sequence[Layer]) -> list[str]:
@@ -40,6 +40,8 @@ class Sequential(Layer):
     Build it from a list, or grow it like Keras with `model.add(layer)`:
     `add` is the one mutation jaxnn allows, meant for building before `init`.
     Equality and hashing are by identity for that reason.
+    A mask made by a layer (`Embedding(mask_zero=True)`) reaches the layers
+    after it as in Keras (see `jaxnn.layers.base`); it stays inside the model.
     """
 
     layers: tuple = ()
@@ -80,10 +82,11 @@ class Sequential(Layer):
         state = state or {}
         named = self.named_layers()
         keys = jax.random.split(key, len(named)) if key is not None else [None] * len(named)
-        new_state = {}
+        new_state, mask = {}, None
         for (name, layer), k in zip(named, keys):
             try:
-                x, s = layer.apply(params.get(name, {}), x, state=state.get(name, {}), key=k, train=train)
+                x, s, mask = apply_masked(layer, name, params.get(name, {}), x, mask, state=state.get(name, {}),
+                                          key=k, train=train)
             except ShapeError as e:
                 raise e.within(name) from None
             if s:

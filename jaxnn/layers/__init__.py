@@ -3,7 +3,8 @@ from jaxnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax
 from jaxnn.layers.augment import RandomFlip, RandomTranslation
 from jaxnn.layers.base import Layer, ShapeError, abstract_init, count_params
 from jaxnn.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose
-from jaxnn.layers.core import Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D
+from jaxnn.layers.core import (Activation, Dense, Dropout, Flatten, Masking, Reshape, SpatialDropout1D,
+                               SpatialDropout2D)
 from jaxnn.layers.embedding import Embedding
 from jaxnn.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from jaxnn.layers.normalization import BatchNormalization, LayerNormalization
@@ -16,7 +17,7 @@ from jaxnn.layers.wrappers import FlaxModule, FlaxNNX, FunctionLayer
 from jaxnn.registry import Registry
 
 LAYERS: Registry = Registry("layer")
-for _cls in (Activation, Dense, Dropout, Flatten, Reshape, SpatialDropout1D, SpatialDropout2D,
+for _cls in (Activation, Dense, Dropout, Flatten, Masking, Reshape, SpatialDropout1D, SpatialDropout2D,
              ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax,
              Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract,
              Conv1D, Conv2D, Conv1DTranspose, Conv2DTranspose, Embedding,

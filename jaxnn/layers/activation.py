@@ -30,6 +30,8 @@ def _check_number(layer: str, field: str, value, minimum: float | None = 0.0, al
 class _Elementwise(Layer):
     """Shape-preserving layer without parameters."""
 
+    supports_masking = True
+
     def init(self, key, input_shape):
         return as_shape(input_shape), {}, {}
 
@@ -106,6 +108,8 @@ class PReLU(Layer):
     one slope along those axes, leaving e.g. one slope per channel. `alpha`
     starts at zeros (Keras's default), i.e. as a ReLU.
     """
+
+    supports_masking = True
 
     alpha_initializer: str | Callable = "zeros"
     shared_axes: tuple | int | None = None

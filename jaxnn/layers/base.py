@@ -6,13 +6,20 @@
 Shapes carry the batch dimension as None. `params` (trained) and `state`
 (non-trained, e.g. BatchNorm statistics) are nested dicts of arrays; a layer
 without any returns `{}`.
+
+Masks follow Keras's implicit masking: a layer may make a (batch, time) bool
+mask of real steps (`Embedding(mask_zero=True)`, `Masking`), layers that
+keep steps apart pass it on (`supports_masking`), and recurrent layers and
+GlobalAveragePooling1D use it (`takes_mask`). Sequential and graph models
+carry it from layer to layer through `apply_masked`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
-from typing import Any
+import warnings
+from typing import Any, ClassVar
 
 import jax
 
@@ -65,6 +72,8 @@ class Layer:
     """
 
     name: str | None = dataclasses.field(default=None, kw_only=True)
+    supports_masking: ClassVar[bool] = False  # steps stay apart, so an input mask is also the output's
+    takes_mask: ClassVar[bool] = False        # apply takes {"inputs": x, "mask": m} and uses the mask
 
     def init(self, key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
         """Parameters and state for inputs of `input_shape`; returns the output shape too."""
@@ -83,6 +92,14 @@ class Layer:
     @property
     def default_name(self) -> str:
         return snake_case(type(self).__name__)
+
+    def compute_mask(self, inputs, mask=None):
+        """The (batch, time) mask of the output, given the input's `mask` (None: every step is real).
+
+        By default a layer that `supports_masking` passes the mask on and any
+        other ends it; layers that make or reshape masks override this.
+        """
+        return mask if self.supports_masking else None
 
     def output_shape(self, input_shape: Shape) -> Shape:
         """Output shape without computing anything (parameters are only traced)."""
@@ -111,6 +128,31 @@ def abstract_init(layer: Layer, input_shape: Shape) -> tuple[Shape, Params, Stat
 
     params, state = jax.eval_shape(init, jax.random.key(0))
     return box["shape"], params, state
+
+
+def _has_mask(mask) -> bool:
+    return any(m is not None for m in mask) if isinstance(mask, (list, tuple)) else mask is not None
+
+
+def apply_masked(layer: Layer, name: str, params, x, mask, **kwargs):
+    """`layer.apply` under Keras's implicit masking: `(y, new_state, mask of y)`.
+
+    `mask` is what earlier layers made for `x` (a list for a list of inputs).
+    A layer that `takes_mask` gets `{"inputs": x, "mask": mask}`; a dict input
+    written by the user keeps its own mask. A mask reaching a layer that can
+    neither use nor pass it is dropped with a warning, as Keras does.
+    """
+    if isinstance(x, dict):
+        mask = x.get("mask")
+    elif _has_mask(mask):
+        if layer.takes_mask:
+            x = {"inputs": x, "mask": mask}
+        elif not layer.supports_masking:
+            warnings.warn(f"layer '{name}' ({type(layer).__name__}) does not support masking: the mask of its "
+                          f"input (from Embedding(mask_zero=True) or Masking) stops there", stacklevel=3)
+            mask = None
+    y, new_state = layer.apply(params, x, **kwargs)
+    return y, new_state, layer.compute_mask(x, mask)
 
 
 def require_rank(layer: Layer, shape: tuple, axes: tuple[str, ...], what: str = "inputs") -> None:

@@ -1,4 +1,4 @@
-"""Core layers: Dense, Flatten, Dropout (and SpatialDropout1D/2D), Activation, Reshape."""
+"""Core layers: Dense, Flatten, Dropout (and SpatialDropout1D/2D), Activation, Reshape, Masking."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +23,8 @@ class Dense(Layer):
     >>> out_shape, params, _ = Dense(100, "sigmoid").init(jax.random.key(0), (None, 784))
     >>> out_shape, params["kernel"].shape        # ((None, 100), (784, 100))
     """
+
+    supports_masking = True
 
     units: int
     activation: str | Callable | None = None
@@ -107,6 +109,8 @@ class Reshape(Layer):
 class Activation(Layer):
     """Applies an activation function (by name or as a function)."""
 
+    supports_masking = True
+
     activation: str | Callable
 
     def __post_init__(self):
@@ -127,6 +131,8 @@ class Dropout(Layer):
     probability). At inference (train=False) it is the identity. `noise_shape`
     shares one draw along dimensions given as 1 (e.g. spatial dropout).
     """
+
+    supports_masking = True
 
     rate: float
     noise_shape: tuple | None = None
@@ -184,3 +190,26 @@ class SpatialDropout2D(_SpatialDropout):
     """Drops whole feature maps of (batch, height, width, channels) inputs (Keras's SpatialDropout2D)."""
 
     noise_shape: tuple = dataclasses.field(default=(None, 1, 1, None), init=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Masking(Layer):
+    """Marks the steps whose features all equal `mask_value` as padding (Keras's Masking).
+
+    Inputs are (batch, time, features). The output is the input with those
+    steps zeroed; its mask (True for real steps) reaches the layers after it
+    in a model, so recurrent layers skip the padding.
+    """
+
+    mask_value: float = 0.0
+
+    def init(self, key, input_shape):
+        require_rank(self, as_shape(input_shape), ("batch", "time", "features"))
+        return as_shape(input_shape), {}, {}
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        require_rank(self, tuple(x.shape), ("batch", "time", "features"))
+        return jnp.where(self.compute_mask(x)[..., None], x, jnp.zeros((), x.dtype)), {}
+
+    def compute_mask(self, inputs, mask=None):
+        return jnp.any(jnp.asarray(inputs) != self.mask_value, axis=-1)

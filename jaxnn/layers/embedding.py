@@ -27,8 +27,9 @@ class Embedding(Layer):
     silently reusing another row. Float ids are cast to int32, as in Keras.
     The default initializer is Keras's "uniform", U(-0.05, 0.05).
 
-    `mask_zero=True` marks id 0 as padding: jaxnn passes no masks implicitly,
-    so give `compute_mask(ids)` to the recurrent layer that should skip it:
+    `mask_zero=True` marks id 0 as padding: in a Sequential or graph model the
+    mask `ids != 0` reaches the layers after it as in Keras, so an LSTM
+    skips the padding. Calling layers by hand, pass it yourself:
     `lstm.apply(p, {"inputs": vectors, "mask": embedding.compute_mask(ids)})`.
     """
 
@@ -69,6 +70,6 @@ class Embedding(Layer):
             raise ValueError(f"Embedding got id {bad.flat[0]} outside [0, input_dim={self.input_dim}); "
                              f"ids must index rows of the ({self.input_dim}, {self.output_dim}) table")
 
-    def compute_mask(self, ids):
+    def compute_mask(self, ids, mask=None):
         """`ids != 0` when mask_zero (True where a step is real), else None; as Keras's compute_mask."""
         return jnp.asarray(ids) != 0 if self.mask_zero else None

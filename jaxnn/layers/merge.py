@@ -35,12 +35,19 @@ def _shape_list(layer: Layer, input_shapes, count: int | None) -> list[tuple]:
     return [as_shape(s) for s in input_shapes]
 
 
+def _all_masks(masks):
+    """The steps real in every input: the AND of the inputs' masks (None when none has one)."""
+    masks = [m for m in masks or () if m is not None]
+    return functools.reduce(jnp.logical_and, masks) if masks else None
+
+
 @dataclasses.dataclass(frozen=True)
 class _Elementwise(Layer):
     """Applies `op` across inputs of one shape (batch dimensions may differ in None vs a size)."""
 
     op: ClassVar[Callable]
     count: ClassVar[int | None] = None
+    supports_masking = True
 
     def init(self, key, input_shapes):
         shapes = _shape_list(self, input_shapes, self.count)
@@ -53,6 +60,9 @@ class _Elementwise(Layer):
         if len(set(shapes)) > 1:
             raise ShapeError(f"{type(self).__name__} needs inputs of one shape, got {_fmt(shapes)}")
         return type(self).op(list(xs)), {}
+
+    def compute_mask(self, inputs, mask=None):
+        return _all_masks(mask)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +112,8 @@ class Minimum(_Elementwise):
 class Concatenate(Layer):
     """Joins the inputs along `axis` (default the last); the other dimensions must agree."""
 
+    supports_masking = True
+
     axis: int = -1
 
     def __post_init__(self):
@@ -126,3 +138,13 @@ class Concatenate(Layer):
     def apply(self, params, xs, *, state=None, key=None, train=False):
         self._output_shape(_shape_list(self, _shapes_of(xs), None))
         return jnp.concatenate(list(xs), axis=self.axis), {}
+
+    def compute_mask(self, inputs, mask=None):
+        """Along the time axis the masks are joined too (all steps of an input without one are real);
+        along another axis a step is real where it is in every input."""
+        if mask is None or all(m is None for m in mask):
+            return None
+        if self.axis % inputs[0].ndim == 1:
+            return jnp.concatenate([jnp.ones(x.shape[:2], bool) if m is None else m for x, m in zip(inputs, mask)],
+                                   axis=1)
+        return _all_masks(mask)

@@ -133,6 +133,8 @@ class LayerNormalization(Layer):
     Same in training and inference.
     """
 
+    supports_masking = True
+
     axis: int | tuple = -1
     epsilon: float = 1e-3
     center: bool = True

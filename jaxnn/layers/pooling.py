@@ -157,10 +157,40 @@ class GlobalMaxPooling2D(_GlobalPooling):
 
 @dataclasses.dataclass(frozen=True)
 class GlobalAveragePooling1D(_GlobalPooling):
-    """Mean over steps: (batch, steps, channels) -> (batch, channels)."""
+    """Mean over steps: (batch, steps, channels) -> (batch, channels).
+
+    With a mask (from `Embedding(mask_zero=True)` before it in a model, or
+    given as `{"inputs": x, "mask": m}`, m (batch, steps) True for real
+    steps) it is the mean over the real steps only, as in Keras; a sequence
+    without any real step gives zeros.
+    """
 
     rank: ClassVar[int] = 1
     reduction: ClassVar[str] = "average"
+    takes_mask = True
+
+    def _split(self, x) -> tuple:
+        if not isinstance(x, dict):
+            return x, None
+        if "inputs" not in x or set(x) - {"inputs", "mask"}:
+            raise ValueError(f"GlobalAveragePooling1D takes an array or a dict with 'inputs' and optionally 'mask', "
+                             f"got keys {sorted(x)}")
+        return x["inputs"], x.get("mask")
+
+    def init(self, key, input_shape):
+        return super().init(key, self._split(input_shape)[0])
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        x, mask = self._split(x)
+        if mask is None:
+            return super().apply(params, x)
+        _check_rank(self, tuple(x.shape), self.rank)
+        if tuple(mask.shape) != tuple(x.shape[:2]):
+            raise ShapeError(f"GlobalAveragePooling1D expects a mask of shape (batch, steps) = {tuple(x.shape[:2])}, "
+                             f"got {tuple(mask.shape)}")
+        weights = jnp.asarray(mask, x.dtype)[:, :, None]
+        total = jnp.sum(x * weights, axis=1, keepdims=self.keepdims)
+        return total / jnp.maximum(jnp.sum(weights, axis=1, keepdims=self.keepdims), 1), {}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,6 +85,7 @@ class _Recurrent(Layer):
 
     gates: ClassVar[int]
     state_names: ClassVar[tuple[str, ...]] = ("h",)
+    takes_mask = True
 
     units: int
     activation: str | Callable | None = "tanh"
@@ -110,6 +111,10 @@ class _Recurrent(Layer):
         activations.get(getattr(self, "recurrent_activation", None))
         for field in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
             initializers.get(getattr(self, field))
+
+    def compute_mask(self, inputs, mask=None):
+        """The input's mask stays with the sequence of outputs; a last output (or a state tuple) has none."""
+        return mask if self.return_sequences and not self.return_state else None
 
     def _bias(self, key) -> jax.Array:
         return initializers.get(self.bias_initializer)(key, (self.gates * self.units,), jnp.float32)
@@ -309,6 +314,8 @@ class Bidirectional(Layer):
     initial_state lists the forward states, then the backward ones.
     """
 
+    takes_mask = True
+
     layer: _Recurrent
     merge_mode: str | None = "concat"
     _: dataclasses.KW_ONLY  # Keras's third positional argument is weights
@@ -355,6 +362,9 @@ class Bidirectional(Layer):
         halves = [None, None] if states is None else [states[:count], states[count:]]
         extras = {"mask": mask} if mask is not None else {}
         return [{"inputs": inputs, **extras, **({"initial_state": h} if h is not None else {})} for h in halves]
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.layer.return_sequences and not self.layer.return_state and self.merge_mode else None
 
     def _parts(self, y) -> tuple:
         """(outputs, states) of a wrapped layer's output (or output shape)."""
