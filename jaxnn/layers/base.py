@@ -130,6 +130,18 @@ def abstract_init(layer: Layer, input_shape: Shape) -> tuple[Shape, Params, Stat
     return box["shape"], params, state
 
 
+def dict_inputs(layer: Layer, x, keys: tuple[str, ...]) -> tuple:
+    """The values of `keys` (None where absent) from a dict input that has "inputs" and no other keys;
+    an array (or shape) `x` is `(x, None, ...)`."""
+    if not isinstance(x, dict):
+        return (x,) + (None,) * (len(keys) - 1)
+    unknown = sorted(set(x) - set(keys))
+    if unknown or "inputs" not in x:
+        raise ValueError(f"{type(layer).__name__} takes an array or a dict with 'inputs' and optionally "
+                         f"{', '.join(repr(k) for k in keys[1:])}; got keys {sorted(x)}")
+    return tuple(x.get(k) for k in keys)
+
+
 def _has_mask(mask) -> bool:
     return any(m is not None for m in mask) if isinstance(mask, (list, tuple)) else mask is not None
 

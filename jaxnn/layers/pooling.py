@@ -15,7 +15,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, ShapeError, as_shape, require_rank
+from jaxnn.layers.base import Layer, ShapeError, as_shape, dict_inputs, require_rank
 from jaxnn.layers.conv import check_padding, conv_output_length, normalize_tuple
 
 
@@ -169,25 +169,17 @@ class GlobalAveragePooling1D(_GlobalPooling):
     reduction: ClassVar[str] = "average"
     takes_mask = True
 
-    def _split(self, x) -> tuple:
-        if not isinstance(x, dict):
-            return x, None
-        if "inputs" not in x or set(x) - {"inputs", "mask"}:
-            raise ValueError(f"GlobalAveragePooling1D takes an array or a dict with 'inputs' and optionally 'mask', "
-                             f"got keys {sorted(x)}")
-        return x["inputs"], x.get("mask")
-
     def init(self, key, input_shape):
-        return super().init(key, self._split(input_shape)[0])
+        return super().init(key, dict_inputs(self, input_shape, ("inputs", "mask"))[0])
 
     def apply(self, params, x, *, state=None, key=None, train=False):
-        x, mask = self._split(x)
+        x, mask = dict_inputs(self, x, ("inputs", "mask"))
         if mask is None:
             return super().apply(params, x)
         _check_rank(self, tuple(x.shape), self.rank)
-        if tuple(mask.shape) != tuple(x.shape[:2]):
+        if jnp.shape(mask) != tuple(x.shape[:2]):
             raise ShapeError(f"GlobalAveragePooling1D expects a mask of shape (batch, steps) = {tuple(x.shape[:2])}, "
-                             f"got {tuple(mask.shape)}")
+                             f"got {jnp.shape(mask)}")
         weights = jnp.asarray(mask, x.dtype)[:, :, None]
         total = jnp.sum(x * weights, axis=1, keepdims=self.keepdims)
         return total / jnp.maximum(jnp.sum(weights, axis=1, keepdims=self.keepdims), 1), {}

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import activations, initializers
-from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key
+from jaxnn.layers.base import Layer, ShapeError, as_shape, dict_inputs, require_key
 
 INPUT_KEYS = ("inputs", "mask", "initial_state")
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -42,13 +42,7 @@ MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 def split_inputs(layer: Layer, x) -> tuple:
     """(inputs, mask, initial_state) from an array or shape, or from a dict with keys among INPUT_KEYS."""
-    if not isinstance(x, dict):
-        return x, None, None
-    unknown = sorted(set(x) - set(INPUT_KEYS))
-    if unknown or "inputs" not in x:
-        raise ValueError(f"{type(layer).__name__} takes an array or a dict with 'inputs' and optionally 'mask', "
-                         f"'initial_state'; got keys {sorted(x)}")
-    return x["inputs"], x.get("mask"), x.get("initial_state")
+    return dict_inputs(layer, x, INPUT_KEYS)
 
 
 def _is_shape(value) -> bool:

@@ -70,7 +70,7 @@ def test_global_average_pooling_averages_the_real_steps_only():
     np.testing.assert_allclose(GlobalAveragePooling1D().apply({}, x)[0], x.mean(axis=1), rtol=1e-6)
     with pytest.raises(ShapeError, match=r"expects a mask of shape \(batch, steps\) = \(4, 5\), got \(4, 4\)"):
         GlobalAveragePooling1D().apply({}, {"inputs": x, "mask": ids[:, :4] != 0})
-    with pytest.raises(ValueError, match=r"got keys \['inputs', 'weights'\]"):
+    with pytest.raises(ValueError, match=r"optionally 'mask'; got keys \['inputs', 'weights'\]"):
         GlobalAveragePooling1D().apply({}, {"inputs": x, "weights": ids})
 
 
