@@ -358,7 +358,8 @@ class Bidirectional(Layer):
         return [{"inputs": inputs, **extras, **({"initial_state": h} if h is not None else {})} for h in halves]
 
     def compute_mask(self, inputs, mask=None):
-        return mask if self.layer.return_sequences and not self.layer.return_state and self.merge_mode else None
+        """The wrapped layer's rule; without a merge mode the output is a tuple, which has no mask."""
+        return self.layer.compute_mask(inputs, mask) if self.merge_mode else None
 
     def _parts(self, y) -> tuple:
         """(outputs, states) of a wrapped layer's output (or output shape)."""

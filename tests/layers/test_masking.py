@@ -145,6 +145,7 @@ def test_merge_masks():
 @pytest.mark.parametrize("layer,passes", [
     (LSTM(2), False), (LSTM(2, return_sequences=True), True), (LSTM(2, return_sequences=True, return_state=True), False),
     (Bidirectional(LSTM(2, return_sequences=True)), True), (Bidirectional(LSTM(2)), False),
+    (Bidirectional(LSTM(2, return_sequences=True), merge_mode=None), False),
     (Dense(2), True), (Dropout(0.1), True), (Flatten(), False), (Embedding(3, 2), False),
 ])
 def test_which_layers_pass_a_mask_on(layer, passes):
