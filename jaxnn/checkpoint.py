@@ -28,6 +28,8 @@ import zlib
 import jax
 import numpy as np
 
+from jaxnn import validation
+
 FORMAT_VERSION = 3  # 2: an array identical to an earlier one is stored once (`same_as`); 3: packed per dtype
 META_FILE = "meta.json"
 ARRAYS_DIR = "arrays"
@@ -319,8 +321,7 @@ class CheckpointManager:
     """`step_<n>` checkpoints in `directory`: keeps the last `keep` plus the best by `metric` (if `best_mode`)."""
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 3, best_mode: str | None = None):
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise ValueError(f"keep must be a positive integer, got {keep!r}")
+        validation.positive_int("keep", keep)
         if best_mode not in (None, "min", "max"):
             raise ValueError(f"best_mode must be 'min', 'max' or None, got {best_mode!r}")
         self.directory = os.path.abspath(os.fspath(directory))

@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxnn import losses, metrics as metrics_lib, optimizers
+from jaxnn import losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.layers import Dense, Dropout, Flatten, Layer, from_spec
 from jaxnn.models import Sequential
 from jaxnn.registry import Registry
@@ -108,12 +108,6 @@ def fingerprint(config: ml_collections.ConfigDict) -> dict:
     return plain
 
 
-def _positive_int(field: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    return value
-
-
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """Everything a run needs, built and checked from a config."""
@@ -178,20 +172,20 @@ def build(config: ml_collections.ConfigDict, total_steps: int | None = None) -> 
     train = _plain(config.train)
     train = {**with_defaults("train", {k: v for k, v in train.items() if k not in ("epochs", "batch_size")},
                              TRAIN_DEFAULTS), "epochs": train.get("epochs"), "batch_size": train.get("batch_size")}
-    _positive_int("train.epochs", train.get("epochs"))
-    _positive_int("train.batch_size", train.get("batch_size"))
+    validation.positive_int("train.epochs", train.get("epochs"))
+    validation.positive_int("train.batch_size", train.get("batch_size"))
     split = train.get("validation_split", 0.0)
     if not isinstance(split, (int, float)) or not 0.0 <= split < 1.0:
         raise ValueError(f"train.validation_split must be in [0, 1), got {split!r}")
     eval_cfg = _plain(config.eval)
-    _positive_int("eval.batch_size", eval_cfg.get("batch_size"))
+    validation.positive_int("eval.batch_size", eval_cfg.get("batch_size"))
     metric_names = tuple(train.get("metrics", ("accuracy",)))
     for name in metric_names:
         metrics_lib.get(name)
     _check_train_options(train)
     checkpoint = with_defaults("checkpoint", _plain(config.checkpoint), CHECKPOINT_DEFAULTS)
-    _non_negative_int("checkpoint.every_steps", checkpoint["every_steps"])
-    _positive_int("checkpoint.keep", checkpoint["keep"])
+    validation.non_negative_int("checkpoint.every_steps", checkpoint["every_steps"])
+    validation.positive_int("checkpoint.keep", checkpoint["keep"])
     model = build_model(_plain(config.model), info.num_classes)
     optimizer = build_optimizer(_plain(config.optimizer), total_steps or 2**31 - 1)
     trainer = Trainer(model, loss=build_loss(_plain(config.loss)), optimizer=optimizer, metrics=metric_names,
@@ -202,29 +196,22 @@ def build(config: ml_collections.ConfigDict, total_steps: int | None = None) -> 
     trainer.check_data(abstract_state, np.zeros((1, *info.input_shape), info.input_dtype),
                        np.zeros((1, *info.target_shape), info.target_dtype))
     seed = config.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    validation.integer("seed", seed)
     return Experiment(trainer=trainer, dataset=dataset, train=train, eval=eval_cfg,
                       checkpoint=checkpoint, seed=seed)
-
-
-def _non_negative_int(field: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{field} must be a non-negative integer, got {value!r}")
-    return value
 
 
 def _check_train_options(train: dict) -> None:
     """The loop options of the train section: one line naming a bad field."""
     from jaxnn.training.precision import POLICIES
 
-    accumulate = _positive_int("train.accumulate_steps", train["accumulate_steps"])
+    accumulate = validation.positive_int("train.accumulate_steps", train["accumulate_steps"])
     if train["batch_size"] % accumulate:
         raise ValueError(f"train.batch_size {train['batch_size']} must be a multiple of "
                          f"train.accumulate_steps {accumulate}")
     if train["precision"] not in POLICIES:
         raise ValueError(f"train.precision must be one of {', '.join(POLICIES)}, got {train['precision']!r}")
-    _positive_int("train.log_every_steps", train["log_every_steps"])
-    _non_negative_int("train.histogram_freq", train["histogram_freq"])
+    validation.positive_int("train.log_every_steps", train["log_every_steps"])
+    validation.non_negative_int("train.histogram_freq", train["histogram_freq"])
     for section in ("early_stopping", "reduce_lr_on_plateau"):
-        _non_negative_int(f"train.{section}.patience", train[section]["patience"])
+        validation.non_negative_int(f"train.{section}.patience", train[section]["patience"])

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnn import validation
 from jaxnn.layers.base import Layer, ShapeError, abstract_init, as_shape
 from jaxnn.losses import binary_crossentropy
 from jaxnn.training.history import History
@@ -79,8 +80,7 @@ class GAN:
         for field in ("generator", "discriminator"):
             if not isinstance(getattr(self, field), Layer):
                 raise ValueError(f"{field} must be a jaxnn layer, got {type(getattr(self, field)).__name__}")
-        if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim <= 0:
-            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+        validation.positive_int("latent_dim", self.latent_dim)
 
     def check_shapes(self, image_shape) -> None:
         """Generator output must be `image_shape` and the discriminator must give one logit per image."""
@@ -192,10 +192,9 @@ class GAN:
         `on_epoch_end(epoch, state, logs)` runs after each epoch.
         """
         n = int(np.shape(images)[0])
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 < batch_size <= n:
-            raise ValueError(f"batch_size must be a positive integer at most the {n} images, got {batch_size!r}")
+        validation.positive_int("epochs", epochs)
+        validation.require("batch_size", batch_size, validation.is_int(batch_size) and 0 < batch_size <= n,
+                           f"a positive integer at most the {n} images")
         data, steps, history = jax.device_put(images), n // batch_size, History()
         for epoch in range(epochs):
             perm = _permutation(state.key, epoch, n)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnn import validation
 from jaxnn.registry import Registry
 
 EPSILON = 1e-7
@@ -30,8 +31,7 @@ def _check_options(label_smoothing: float = 0.0, delta: float = 1.0, blank_id: i
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     if not delta > 0:
         raise ValueError(f"huber delta must be > 0, got {delta!r}")
-    if not isinstance(blank_id, int) or blank_id < 0:
-        raise ValueError(f"ctc blank_id must be a non-negative int, got {blank_id!r}")
+    validation.non_negative_int("ctc blank_id", blank_id)
 
 
 def _match(targets, preds):

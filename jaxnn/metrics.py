@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import losses
+from jaxnn import losses, validation
 from jaxnn.registry import Registry
 
 METRICS: Registry = Registry("metric")
@@ -165,8 +165,7 @@ class TopKAccuracy:
     k: int = 5
 
     def __post_init__(self):
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"TopKAccuracy k must be a positive int, got {self.k!r}")
+        validation.positive_int("TopKAccuracy k", self.k)
 
     def update(self, targets, preds, weights=None):
         """Sums of the weighted hits and of the weights."""
@@ -265,8 +264,7 @@ class AUC:
     from_logits: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.num_thresholds, int) or self.num_thresholds < 2:
-            raise ValueError(f"AUC num_thresholds must be an int > 1, got {self.num_thresholds!r}")
+        validation.integer("AUC num_thresholds", self.num_thresholds, 2, "an int > 1")
 
     @property
     def thresholds(self) -> np.ndarray:

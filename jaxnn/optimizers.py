@@ -17,6 +17,7 @@ import inspect
 import jax
 import optax
 
+from jaxnn import validation
 from jaxnn.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -103,8 +104,7 @@ def schedule(name: str, learning_rate: float, total_steps: int = 1, **options) -
     _check_options("schedule", name, factory, options, fixed=("learning_rate", "total_steps"))
     for field in ("decay_steps", "transition_steps", "warmup_steps"):
         value = options.get(field, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"schedule {field} must be a non-negative integer, got {value!r}")
+        validation.non_negative_int(f"schedule {field}", value)
     return factory(learning_rate, max(int(total_steps), 1), **options)
 
 

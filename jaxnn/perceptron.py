@@ -21,17 +21,17 @@ the whole fit is one jitted pure function, parameters in and parameters out.
 from __future__ import annotations
 
 import functools
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn import validation
+
 
 def init(num_features: int) -> dict:
     """Zero `kernel` (num_features,) and zero `bias`: the rule's classic starting point."""
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features <= 0:
-        raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+    validation.positive_int("num_features", num_features)
     return {"kernel": jnp.zeros((num_features,), jnp.float32), "bias": jnp.zeros((), jnp.float32)}
 
 
@@ -51,10 +51,8 @@ def fit(params: dict, x, y, *, epochs: int, learning_rate: float = 1.0, key=None
     Without `key` every epoch visits the examples in their order; with a PRNG
     `key` each epoch visits them in a fresh random order.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    validation.positive_int("epochs", epochs)
+    validation.positive_number("learning_rate", learning_rate)
     x, y = np.asarray(x, np.float32), np.asarray(y)
     features = params["kernel"].shape[0]
     if x.ndim != 2 or x.shape[1] != features or y.shape != x.shape[:1]:

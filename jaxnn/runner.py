@@ -25,7 +25,7 @@ from jaxnn.config import build, fingerprint
 from jaxnn.models import summary
 from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, PlotHistory, ReduceLROnPlateau,
                                       TensorBoard, TerminateOnNaN)
-from jaxnn.training.history import write_atomic
+from jaxnn.io import write_atomic
 
 __all__ = ["NonFiniteError", "run", "write_atomic"]
 

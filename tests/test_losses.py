@@ -230,7 +230,7 @@ def test_to_categorical():
      "unknown option 'smoothing' for loss 'binary_crossentropy'; allowed: from_logits, label_smoothing"),
     (lambda: losses.get("cce", label_smoothing=1.5), r"label_smoothing must be in \[0, 1\], got 1.5"),
     (lambda: losses.get("huber", delta=0.0), "huber delta must be > 0, got 0.0"),
-    (lambda: losses.get("ctc", blank_id=-1), "ctc blank_id must be a non-negative int, got -1"),
+    (lambda: losses.get("ctc", blank_id=-1), "ctc blank_id must be a non-negative integer, got -1"),
     (lambda: losses.binary_crossentropy(BITS, jnp.asarray(PROBS), label_smoothing=-0.1),
      r"label_smoothing must be in \[0, 1\], got -0.1"),
     (lambda: losses.categorical_crossentropy(jnp.asarray(LABELS), jnp.asarray(PROBS)),

@@ -192,7 +192,7 @@ def test_precision_class_without_predictions_scores_zero():
 
 @pytest.mark.parametrize("call,match", [
     (lambda: metrics.get("accuracy_score"), r"unknown metric 'accuracy_score'; known: .*auc.*f1_score"),
-    (lambda: TopKAccuracy(k=0), "TopKAccuracy k must be a positive int, got 0"),
+    (lambda: TopKAccuracy(k=0), "TopKAccuracy k must be a positive integer, got 0"),
     (lambda: AUC(num_thresholds=1), "AUC num_thresholds must be an int > 1, got 1"),
     (lambda: Precision(threshold=1.5), r"Precision threshold must be in \[0, 1\], got 1.5"),
     (lambda: BinaryAccuracy(threshold=-0.1), r"BinaryAccuracy threshold must be in \[0, 1\], got -0.1"),

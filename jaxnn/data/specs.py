@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from jaxnn import validation
+
 SUPPORTED = ("fashion_mnist", "mnist", "imdb_reviews", "ag_news_subset")
 IMAGE_DATASETS = ("fashion_mnist", "mnist")
 # The config's `dataset` fields that say where the data is; any others are encoding options (`dataset_options`).
@@ -58,12 +60,9 @@ class TextEncoding:
     def __post_init__(self):
         if self.encoding not in TEXT_ENCODINGS:
             raise ValueError(f"dataset.encoding must be one of {', '.join(TEXT_ENCODINGS)}, got {self.encoding!r}")
-        if isinstance(self.num_words, bool) or not isinstance(self.num_words, int) or self.num_words <= 2:
-            raise ValueError(f"dataset.num_words must be an integer > 2 (ids 0 and 1 are reserved), "
-                             f"got {self.num_words!r}")
-        if self.encoding == "sequence" and (
-                isinstance(self.maxlen, bool) or not isinstance(self.maxlen, int) or self.maxlen <= 0):
-            raise ValueError(f"dataset.maxlen must be a positive integer for encoding 'sequence', got {self.maxlen!r}")
+        validation.integer("dataset.num_words", self.num_words, 3, "an integer > 2 (ids 0 and 1 are reserved)")
+        if self.encoding == "sequence":
+            validation.integer("dataset.maxlen", self.maxlen, 1, "a positive integer for encoding 'sequence'")
         if self.encoding == "multi_hot" and self.maxlen is not None:
             raise ValueError(f"dataset.maxlen applies to encoding 'sequence' only, "
                              f"got {self.maxlen!r} with 'multi_hot'")

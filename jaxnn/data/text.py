@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from jaxnn import validation
 from jaxnn.data.specs import TextEncoding
 
 PADDING_ID, OOV_ID = 0, 1
@@ -37,8 +38,8 @@ def tokenize(text: str) -> list[str]:
 
 
 def _check_num_words(num_words) -> None:
-    if isinstance(num_words, bool) or not isinstance(num_words, (int, np.integer)) or num_words <= RESERVED_IDS:
-        raise ValueError(f"num_words must be an integer > {RESERVED_IDS} (ids 0 and 1 are reserved), got {num_words!r}")
+    validation.integer("num_words", num_words, RESERVED_IDS + 1,
+                       f"an integer > {RESERVED_IDS} (ids 0 and 1 are reserved)")
 
 
 def build_vocabulary(texts: Iterable[str], num_words: int) -> dict[str, int]:
@@ -81,8 +82,7 @@ def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int, *, padding: s
     words and the real words sit next to the end, where a recurrent layer's
     final state reads them last.
     """
-    if isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen <= 0:
-        raise ValueError(f"maxlen must be a positive integer, got {maxlen!r}")
+    validation.positive_int("maxlen", maxlen)
     for field, value in (("padding", padding), ("truncating", truncating)):
         if value not in ("pre", "post"):
             raise ValueError(f"{field} must be 'pre' or 'post', got {value!r}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxnn import validation
+
 INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 GATES = {
     "and": (0, 0, 0, 1),
@@ -24,8 +26,7 @@ def logic_gate(gate: str, *, repeats: int = 1, seed: int | None = None) -> tuple
     """
     if gate not in GATES:
         raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats <= 0:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    validation.positive_int("repeats", repeats)
     x = np.tile(INPUTS, (repeats, 1))
     y = np.tile(np.array(GATES[gate], np.int32), repeats)
     if seed is not None:

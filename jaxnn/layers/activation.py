@@ -7,13 +7,12 @@ random one (RReLU).
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-from jaxnn import activations, initializers
+from jaxnn import activations, initializers, validation
 from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key
 
 
@@ -21,9 +20,10 @@ def _check_number(layer: str, field: str, value, minimum: float | None = 0.0, al
     """A real number >= minimum (None allowed where the option is optional)."""
     if value is None and allow_none:
         return
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or (minimum is not None and value < minimum):
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise ValueError(f"{layer} {field} must be a number{bound}{' or None' if allow_none else ''}, got {value!r}")
+    bound = f" >= {minimum}" if minimum is not None else ""
+    validation.require(f"{layer} {field}", value,
+                       validation.is_number(value) and (minimum is None or value >= minimum),
+                       f"a number{bound}{' or None' if allow_none else ''}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +86,8 @@ class Softmax(Layer):
     axis: int = -1
 
     def __post_init__(self):
-        if not isinstance(self.axis, int) or isinstance(self.axis, bool) or self.axis == 0:
-            raise ValueError(f"Softmax axis must be a non-zero int (0 is the batch axis), got {self.axis!r}")
+        validation.require("Softmax axis", self.axis, validation.is_int(self.axis) and self.axis != 0,
+                           "a non-zero int (0 is the batch axis)")
 
     def init(self, key, input_shape):
         input_shape = as_shape(input_shape)
@@ -119,8 +119,8 @@ class PReLU(Layer):
         axes = self.shared_axes
         if axes is not None:
             axes = (axes,) if isinstance(axes, int) else tuple(axes)
-            if not all(isinstance(a, int) and not isinstance(a, bool) and a >= 1 for a in axes):
-                raise ValueError(f"PReLU shared_axes must be ints >= 1 (0 is the batch axis), got {self.shared_axes!r}")
+            validation.require("PReLU shared_axes", self.shared_axes, all(validation.is_int(a) and a >= 1 for a in axes),
+                               "ints >= 1 (0 is the batch axis)")
             object.__setattr__(self, "shared_axes", axes)
 
     def _alpha_shape(self, input_shape):

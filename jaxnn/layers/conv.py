@@ -15,7 +15,7 @@ from typing import Callable, ClassVar
 import jax
 import jax.numpy as jnp
 
-from jaxnn import activations, initializers
+from jaxnn import activations, initializers, validation
 from jaxnn.layers.base import Layer, ShapeError, as_shape
 
 _SPATIAL = "DHW"  # lax dimension letters for up to three spatial axes
@@ -24,8 +24,9 @@ _SPATIAL = "DHW"  # lax dimension letters for up to three spatial axes
 def normalize_tuple(layer: str, field: str, value, rank: int, minimum: int = 1) -> tuple:
     """`value` (one int or `rank` ints) as a tuple of `rank` ints >= `minimum`; ValueError naming the field otherwise."""
     items = (value,) * rank if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(items) != rank or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in items):
-        raise ValueError(f"{layer} {field} must be an int or a tuple of {rank} ints, each >= {minimum}, got {value!r}")
+    validation.require(f"{layer} {field}", value,
+                       len(items) == rank and all(validation.is_int(v) and v >= minimum for v in items),
+                       f"an int or a tuple of {rank} ints, each >= {minimum}")
     return items
 
 
@@ -88,8 +89,7 @@ class _ConvBase(Layer):
 
     def __post_init__(self):
         cls = type(self).__name__
-        if not isinstance(self.filters, int) or isinstance(self.filters, bool) or self.filters <= 0:
-            raise ValueError(f"{cls} filters must be a positive int, got {self.filters!r}")
+        validation.positive_int(f"{cls} filters", self.filters)
         for field in ("kernel_size", "strides", "dilation_rate"):
             object.__setattr__(self, field, normalize_tuple(cls, field, getattr(self, field), self.rank))
         check_padding(cls, self.padding, self.paddings)
@@ -149,8 +149,7 @@ class _Conv(_ConvBase):
     def __post_init__(self):
         super().__post_init__()
         cls = type(self).__name__
-        if not isinstance(self.groups, int) or isinstance(self.groups, bool) or self.groups <= 0:
-            raise ValueError(f"{cls} groups must be a positive int, got {self.groups!r}")
+        validation.positive_int(f"{cls} groups", self.groups)
         if self.filters % self.groups:
             raise ValueError(f"{cls} filters must be divisible by groups, got filters={self.filters}, groups={self.groups}")
 

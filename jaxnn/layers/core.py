@@ -8,7 +8,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxnn import activations, initializers
+from jaxnn import activations, initializers, validation
 from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key, require_rank
 
 
@@ -33,8 +33,7 @@ class Dense(Layer):
     bias_initializer: str | Callable = "zeros"
 
     def __post_init__(self):
-        if not isinstance(self.units, int) or self.units <= 0:
-            raise ValueError(f"Dense units must be a positive int, got {self.units!r}")
+        validation.positive_int("Dense units", self.units)
         _check_activation(self.activation)
         initializers.get(self.kernel_initializer)
         initializers.get(self.bias_initializer)

@@ -8,13 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import initializers
+from jaxnn import initializers, validation
 from jaxnn.layers.base import Layer, ShapeError, as_shape
 
 
 def _positive_int(layer: str, field: str, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{layer} {field} must be a positive int, got {value!r}")
+    validation.positive_int(f"{layer} {field}", value)
 
 
 @dataclasses.dataclass(frozen=True)

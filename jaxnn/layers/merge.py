@@ -13,6 +13,7 @@ from typing import Callable, ClassVar
 
 import jax.numpy as jnp
 
+from jaxnn import validation
 from jaxnn.layers.base import Layer, ShapeError, as_shape
 
 
@@ -117,8 +118,8 @@ class Concatenate(Layer):
     axis: int = -1
 
     def __post_init__(self):
-        if isinstance(self.axis, bool) or not isinstance(self.axis, int) or self.axis == 0:
-            raise ValueError(f"Concatenate axis must be a non-batch axis (an int other than 0), got {self.axis!r}")
+        validation.require("Concatenate axis", self.axis, validation.is_int(self.axis) and self.axis != 0,
+                           "a non-batch axis (an int other than 0)")
 
     def _output_shape(self, shapes: list[tuple]) -> tuple:
         rank = len(shapes[0])

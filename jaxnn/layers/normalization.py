@@ -11,7 +11,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxnn import initializers
+from jaxnn import initializers, validation
 from jaxnn.layers.base import Layer, ShapeError, as_shape
 
 
@@ -25,9 +25,8 @@ def _resolve_axes(layer: Layer, axis, ndim: int) -> tuple[int, ...]:
 
 def _check_axis_field(layer: Layer, allow_tuple: bool):
     axis = layer.axis
-    ok_int = isinstance(axis, int) and not isinstance(axis, bool)
-    ok_tuple = allow_tuple and isinstance(axis, (tuple, list)) and len(axis) > 0 and all(
-        isinstance(a, int) and not isinstance(a, bool) for a in axis)
+    ok_int = validation.is_int(axis)
+    ok_tuple = allow_tuple and isinstance(axis, (tuple, list)) and len(axis) > 0 and all(map(validation.is_int, axis))
     if not (ok_int or ok_tuple):
         allowed = "an int or a non-empty tuple of ints" if allow_tuple else "an int"
         raise ValueError(f"{type(layer).__name__} axis must be {allowed}, got {axis!r}")

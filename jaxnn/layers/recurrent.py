@@ -33,7 +33,7 @@ from typing import Callable, ClassVar
 import jax
 import jax.numpy as jnp
 
-from jaxnn import activations, initializers
+from jaxnn import activations, initializers, validation
 from jaxnn.layers.base import Layer, ShapeError, as_shape, dict_inputs, require_key
 
 INPUT_KEYS = ("inputs", "mask", "initial_state")
@@ -96,8 +96,7 @@ class _Recurrent(Layer):
 
     def __post_init__(self):
         cls = type(self).__name__
-        if not isinstance(self.units, int) or isinstance(self.units, bool) or self.units <= 0:
-            raise ValueError(f"{cls} units must be a positive int, got {self.units!r}")
+        validation.positive_int(f"{cls} units", self.units)
         for field in ("dropout", "recurrent_dropout"):
             if not 0.0 <= getattr(self, field) < 1.0:
                 raise ValueError(f"{cls} {field} must be in [0, 1), got {getattr(self, field)!r}")

@@ -8,19 +8,10 @@ import ml_collections
 
 from jaxnn.config import build_optimizer
 from jaxnn.registry import Registry
-from jaxnn.training.history import write_atomic
+from jaxnn.validation import integer, require
+from jaxnn.io import write_atomic
 
 TASKS: Registry = Registry("task")
-
-
-def require(field: str, value, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{field} must be {allowed}, got {value!r}")
-
-
-def positive_int(field: str, value) -> int:
-    require(field, value, isinstance(value, int) and not isinstance(value, bool) and value > 0, "a positive integer")
-    return value
 
 
 def config_section(config: ml_collections.ConfigDict, name: str, defaults: dict) -> dict:
@@ -45,15 +36,7 @@ def check_sections(config: ml_collections.ConfigDict, allowed: tuple[str, ...]) 
     if unknown:
         raise ValueError(f"unknown config section {unknown[0]!r}; allowed: {', '.join(allowed)}")
     seed = config.get("seed", 0)
-    require("seed", seed, isinstance(seed, int) and not isinstance(seed, bool), "an integer")
-    return seed
-
-
-
-def non_negative_int(field: str, value) -> int:
-    require(field, value, isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-             "a non-negative integer")
-    return value
+    return integer("seed", seed)
 
 
 

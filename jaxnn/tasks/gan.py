@@ -14,9 +14,11 @@ import numpy as np
 from jaxnn.checkpoint import save_tree
 from jaxnn.config import build_model
 from jaxnn.models import summary
-from jaxnn.tasks.common import (TASKS, check_sections, config_section, image_dataset, non_negative_int,
-                                optimizer_section, phase_optimizer, positive_int, require, write_results)
-from jaxnn.training.history import plot_history, write_atomic
+from jaxnn.tasks.common import (TASKS, check_sections, config_section, image_dataset, optimizer_section,
+                                phase_optimizer, write_results)
+from jaxnn.validation import non_negative_int, positive_int, require
+from jaxnn.io import write_atomic
+from jaxnn.training.history import plot_history
 
 
 _GAN_SECTIONS = ("task", "seed", "dataset", "model", "optimizer", "train", "samples")

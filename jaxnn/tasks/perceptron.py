@@ -1,7 +1,6 @@
 """Rosenblatt's perceptron on a logic gate, and a perceptron against an MLP on XOR."""
 from __future__ import annotations
 
-import numbers
 import time
 
 import jax
@@ -11,8 +10,8 @@ import numpy as np
 from jaxnn import perceptron
 from jaxnn.config import build_loss, build_model, build_optimizer
 from jaxnn.data import toy
-from jaxnn.tasks.common import (TASKS, check_sections, config_section, positive_int, require, required_section,
-                                write_results)
+from jaxnn.tasks.common import TASKS, check_sections, config_section, required_section, write_results
+from jaxnn.validation import positive_int, positive_number, require
 from jaxnn.training.trainer import Trainer
 
 
@@ -29,9 +28,7 @@ def _gate_data(config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarra
 def _perceptron_options(config: ml_collections.ConfigDict, name: str) -> dict:
     options = config_section(config, name, _PERCEPTRON_FIELDS)
     positive_int(f"{name}.epochs", options["epochs"])
-    rate = options["learning_rate"]
-    require(f"{name}.learning_rate", rate,
-             isinstance(rate, numbers.Real) and not isinstance(rate, bool) and rate > 0, "a positive number")
+    positive_number(f"{name}.learning_rate", options["learning_rate"])
     require(f"{name}.shuffle", options["shuffle"], isinstance(options["shuffle"], bool), "True or False")
     return options
 

@@ -11,9 +11,10 @@ import ml_collections
 import numpy as np
 
 from jaxnn.models import summary
-from jaxnn.tasks.common import (TASKS, check_sections, config_section, image_dataset, non_negative_int,
-                                optimizer_section, phase_optimizer, positive_int, require, write_results)
-from jaxnn.training.history import write_atomic
+from jaxnn.tasks.common import (TASKS, check_sections, config_section, image_dataset, optimizer_section,
+                                phase_optimizer, write_results)
+from jaxnn.validation import is_int, non_negative_int, positive_int, require
+from jaxnn.io import write_atomic
 from jaxnn.training.trainer import Trainer
 
 
@@ -29,7 +30,7 @@ _LOSS = "sparse_categorical_crossentropy"
 
 def _classes(field: str, value, num_classes: int) -> tuple[int, ...]:
     ok = (isinstance(value, (list, tuple)) and len(value) >= 2 and len(set(value)) == len(value)
-          and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < num_classes for c in value))
+          and all(is_int(c) and 0 <= c < num_classes for c in value))
     require(field, value, ok, f"at least 2 distinct class ids in [0, {num_classes})")
     return tuple(value)
 

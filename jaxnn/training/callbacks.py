@@ -35,10 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import checkpoint as ckpt
+from jaxnn import checkpoint as ckpt, validation
 from jaxnn import optimizers
 from jaxnn.checkpoint_writer import shared_writer
-from jaxnn.training.history import History, plot_history, write_atomic
+from jaxnn.io import write_atomic
+from jaxnn.training.history import History, plot_history
 
 
 @dataclasses.dataclass
@@ -238,8 +239,7 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
                  restore_best_weights: bool = False):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
+        validation.non_negative_int("patience", patience)
         self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
         self.mode = resolve_mode(monitor, mode)
         self.restore_best_weights = restore_best_weights
@@ -440,8 +440,7 @@ class TensorBoard(Callback):
 
     def __init__(self, log_dir: str | os.PathLike, histogram_freq: int = 1, bins: int = 30):
         for field, value, least in (("histogram_freq", histogram_freq, 0), ("bins", bins, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"TensorBoard {field} must be an integer >= {least}, got {value!r}")
+            validation.integer(f"TensorBoard {field}", value, least)
         self.log_dir, self.histogram_freq, self.bins = os.fspath(log_dir), histogram_freq, bins
         self._writer = None
         self._io = _Background()  # histograms are binned off the training thread
@@ -502,8 +501,7 @@ class ModelCheckpoint(Callback):
                  writer: str = "auto"):
         if writer not in ("auto", "process", "thread"):
             raise ValueError(f"writer must be 'auto', 'process' or 'thread', got {writer!r}")
-        if isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 0:
-            raise ValueError(f"every_steps must be a non-negative integer (0: epoch ends only), got {every_steps!r}")
+        validation.integer("every_steps", every_steps, 0, "a non-negative integer (0: epoch ends only)")
         if save_best_only and monitor is None:
             raise ValueError("save_best_only needs a monitor")
         self.monitor, self.save_best_only, self.every_steps = monitor, save_best_only, every_steps

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import losses, metrics as metrics_lib, optimizers
+from jaxnn import losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.functional import is_shape
 from jaxnn.layers.base import Layer, ShapeError, as_shape
 from jaxnn.training.callbacks import Callback, ProgressLogger, Run
@@ -73,12 +73,6 @@ class _SigtermFlag:
             signal.signal(signal.SIGTERM, self._old)
 
 
-def _positive_int(field: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _num_examples(tree) -> int:
     sizes = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree_util.tree_leaves(tree)}
     if len(sizes) != 1 or None in sizes:
@@ -115,7 +109,7 @@ class Trainer:
             raise ValueError(f"model must be a jaxnn layer, got {type(self.model).__name__}")
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "policy", get_policy(self.policy))
-        _positive_int("accumulate_steps", self.accumulate_steps)
+        validation.positive_int("accumulate_steps", self.accumulate_steps)
         self.loss_fn, self.tx, self.metric_objects  # resolve names now: a bad one fails here
 
     @functools.cached_property
@@ -279,14 +273,14 @@ class Trainer:
 
     def evaluate(self, state: TrainState, x, y, *, batch_size: int = 32) -> dict[str, float]:
         """Loss and metrics over all of (x, y), each example counted exactly once."""
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = validation.positive_int("batch_size", batch_size)
         self.check_data(state, x, y)
         data, _, num_batches = self._padded(x, y, batch_size)
         return self._evaluate_padded(state, data, num_batches, batch_size)
 
     def predict(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs for every example of `x` (probabilities if the model ends in softmax)."""
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = validation.positive_int("batch_size", batch_size)
         self.output_spec(state, x)
         data, n, num_batches = self._padded(x, None, batch_size)
         outs = [self._predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size=batch_size)
@@ -312,9 +306,9 @@ class Trainer:
         The running metrics are fetched from the device every `log_every_steps`
         steps (for `on_log` callbacks), never in between.
         """
-        epochs = _positive_int("epochs", epochs)
-        batch_size = _positive_int("batch_size", batch_size)
-        log_every_steps = _positive_int("log_every_steps", log_every_steps)
+        epochs = validation.positive_int("epochs", epochs)
+        batch_size = validation.positive_int("batch_size", batch_size)
+        log_every_steps = validation.positive_int("log_every_steps", log_every_steps)
         if batch_size % self.accumulate_steps:
             raise ValueError(f"batch_size {batch_size} must be a multiple of accumulate_steps {self.accumulate_steps}")
         if not 0.0 <= validation_split < 1.0:

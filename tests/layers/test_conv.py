@@ -179,7 +179,7 @@ def test_apply_under_jit_equals_eager(layer, x_shape):
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: Conv2D(0, 3), "Conv2D filters must be a positive int, got 0"),
+    (lambda: Conv2D(0, 3), "Conv2D filters must be a positive integer, got 0"),
     (lambda: Conv2D(4, (3, 3, 3)), r"Conv2D kernel_size must be an int or a tuple of 2 ints, each >= 1, got \(3, 3, 3\)"),
     (lambda: Conv2D(4, 3, strides=0), "Conv2D strides must be .* got 0"),
     (lambda: Conv2D(4, 3, padding="causal"), r"Conv2D padding must be one of 'valid', 'same', got 'causal'"),

@@ -57,8 +57,8 @@ def test_mask_zero_marks_padding_for_recurrent_layers():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(input_dim=0, output_dim=4), "Embedding input_dim must be a positive int, got 0"),
-    (dict(input_dim=5, output_dim=2.5), "Embedding output_dim must be a positive int, got 2.5"),
+    (dict(input_dim=0, output_dim=4), "Embedding input_dim must be a positive integer, got 0"),
+    (dict(input_dim=5, output_dim=2.5), "Embedding output_dim must be a positive integer, got 2.5"),
     (dict(input_dim=5, output_dim=4, embeddings_initializer="uniformly"), "unknown initializer 'uniformly'"),
 ])
 def test_bad_hyperparameters_raise_value_errors(kwargs, match):

@@ -245,7 +245,7 @@ def test_registered_and_buildable_from_config_specs():
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: LSTM(0), "LSTM units must be a positive int, got 0"),
+    (lambda: LSTM(0), "LSTM units must be a positive integer, got 0"),
     (lambda: GRU(3, recurrent_activation="sigmoidx"), "unknown activation 'sigmoidx'"),
     (lambda: SimpleRNN(3, recurrent_initializer="orth"), "unknown initializer 'orth'"),
     (lambda: LSTM(3, dropout=1.0), r"LSTM dropout must be in \[0, 1\), got 1.0"),
