@@ -18,8 +18,8 @@ reported apart.
 
 Each round fits every variant once, `--epochs` epochs each, in the order
 given, and each variant's fits continue one training run (global steps, so
-checkpoints every N steps, carry on). On these shared machines the bare
-step's time drifts by +-15% over tens of seconds, so short fits that
+checkpoints every N steps, carry on). On shared machines the bare step's
+time drifts over tens of seconds (bench/RESULTS.md), so short fits that
 alternate, each compared with the bare fit of its own round, cancel the drift
 far better than long ones. Two figures per variant and round:
 

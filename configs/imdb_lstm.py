@@ -7,6 +7,8 @@ training split; 0 padding, 1 unknown), cut or left-padded to its last 500
 words, so the LSTM reads the padding first and ends on real words.
 Embedding(10000, 32) -> LSTM(32) -> Dense(1, sigmoid), RMSprop, binary
 cross-entropy, 10 epochs at batch 128 with 20% of the training reviews for validation.
+
+Not measured here (no internet): tested end to end on TFDS mock data only.
 """
 import ml_collections
 from ml_collections import config_dict

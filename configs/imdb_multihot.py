@@ -9,6 +9,8 @@ word; see jaxnn/data/text.py). As in the seed's exploration, 10,000 training
 reviews are held out for validation and the model trains 20 epochs at batch 512:
 the validation loss bottoms out after a few epochs and then rises (overfitting).
 The seed's final model: `--config.train.epochs=4 --config.train.validation_split=0.0`.
+
+Not measured here (no internet): tested end to end on TFDS mock data only.
 """
 import ml_collections
 from ml_collections import config_dict

@@ -9,6 +9,8 @@ Sci/Tech), 120,000 for training and 7,600 for testing. A document is the
 article's title and description. The first 30,000 training articles keep the
 (articles, 10,000) float32 multi-hot matrix at 1.2 GB; `--config.dataset.train_split=train`
 takes all of them (4.8 GB). 10% are held out for validation.
+
+Not measured here (no internet): tested end to end on TFDS mock data only.
 """
 import ml_collections
 from ml_collections import config_dict

@@ -1,6 +1,8 @@
 """configs/news_onehot.py with integer labels and sparse categorical cross-entropy (same model, same numbers).
 
     python train.py --config configs/news_sparse.py --workdir runs/news_sparse
+
+Not measured here (no internet): tested end to end on TFDS mock data only.
 """
 import os
 import runpy

@@ -1,4 +1,4 @@
-"""Rosenblatt's perceptron learning the AND gate (100% in a few epochs); OR by override.
+"""Rosenblatt's perceptron learning the AND gate; OR by override.
 
     python train.py --config configs/perceptron_and.py --workdir runs/perceptron_and
     python train.py --config configs/perceptron_and.py --config.dataset.name=or --workdir runs/perceptron_or
@@ -6,6 +6,8 @@
 Not gradient descent: the error-correction rule of `jaxnn.perceptron`, one
 example at a time. results.json holds the accuracy on the truth table, the
 mistakes per epoch, the first epoch without one, and the learned weights.
+
+Measured (seed 0): accuracy 1.0 on AND and on OR.
 """
 import ml_collections
 

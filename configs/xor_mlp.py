@@ -3,8 +3,10 @@ an MLP with one hidden layer trained by the Trainer solves it (4 of 4).
 
     python train.py --config configs/xor_mlp.py --workdir runs/xor_mlp
 
-results.json: perceptron_accuracy (<= 0.75) and mlp_accuracy (1.0), with both
+results.json: perceptron_accuracy (at most 0.75) and mlp_accuracy, with both
 models' predictions for 00, 01, 10, 11.
+
+Measured (seed 0): MLP 1.00, perceptron 0.50.
 """
 import ml_collections
 

@@ -116,22 +116,12 @@ _NO_MERGE_WARNING = _NoMergeWarning()
 
 
 def _checkpointer(saving: bool = False):
-    """orbax's synchronous checkpointer: the write is complete when `save` returns.
+    """orbax's synchronous checkpointer (the write is complete when `save` returns), uncompressed and without OCDBT.
 
-    Uncompressed: zstd took about a third of a save's CPU (44 -> 31 ms for the
-    bench MLP's 11 MB) and kept about 8% of float weights' bytes. Without
-    OCDBT: it gathers many arrays into few files, but packing leaves about one
-    array per dtype, and skipping it took a packed save from 25.0 to 22.7 ms of
-    CPU (bench/bench_checkpoint_save.py, "3 + OCDBT"). Checkpoints written
-    compressed (format 1) or with OCDBT (formats 1-3 until then) still
-    restore: orbax reads both from each checkpoint's own metadata.
-
-    `saving`: orbax's numpy handler copies every host array before writing it,
-    a guard for asynchronous saves whose caller may change the array
-    meanwhile. These saves are synchronous and write arrays `_pack` has just
-    made for them, so the copy only cost CPU: 15.9 -> 14.6 ms per save
-    (bench/bench_checkpoint_save.py, "with copy"). Restoring keeps orbax's
-    default handlers.
+    zstd and OCDBT cost more CPU than they saved on packed arrays (bench/RESULTS.md); checkpoints written
+    with either still restore, as orbax reads each checkpoint's own metadata. `saving` skips orbax's copy
+    of each host array, a guard for asynchronous saves: these saves are synchronous and write arrays
+    `_pack` has just made. Restoring keeps orbax's default handlers.
     """
     import orbax.checkpoint as ocp
 
@@ -190,11 +180,7 @@ def _entries(flat: dict[str, np.ndarray]) -> tuple[list[dict], dict[int, np.ndar
 
 def _pack(entries: list[dict], stored: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
     """What orbax writes: the stored arrays end to end, one flat array per dtype (named by it); each
-    stored entry gets its `offset`, in elements, there.
-
-    orbax's cost is mostly per array (about 0.4 ms of Python each): a save of
-    the bench MLP's state, 23 arrays stored, took 43 ms of CPU with an orbax
-    array each (format 2) and 35 ms packed (bench/bench_checkpoint_save.py).
+    stored entry gets its `offset`, in elements, there. orbax's cost is mostly per array (bench/RESULTS.md).
     """
     parts: dict[str, list[np.ndarray]] = {}
     sizes: dict[str, int] = {}

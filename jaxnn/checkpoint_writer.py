@@ -1,33 +1,12 @@
-"""Checkpoint writes in a child process, so orbax's work never competes with the training loop's Python.
+"""Checkpoint writes in a child process, so orbax's Python work never holds the training loop's GIL.
 
-Writing a checkpoint with orbax costs tens of milliseconds of CPU, much of it
-Python (asyncio, thread start-up, garbage collection). Run on a thread of the
-training process it holds the GIL that the loop needs to dispatch its next
-step. Here one long-lived child process runs `CheckpointManager.save` for
-every directory the parent checkpoints into. The parent copies the arrays into
-a memory region both processes map (a memfd, reused from save to save, grown
-when a state outgrows it), sends the job as one JSON line (paths, shapes,
-dtypes, offsets, plain metadata) and reads back one JSON line; the child saves
-straight from the shared pages. No pickle is involved either way. Sending the
-bytes through the pipe instead cost the child about 12 ms of CPU per save of
-bench_callbacks.py's 11 MB state (64 KB pipe chunks, each a context switch,
-and fresh pages for each copy). On bench_callbacks.py's dispatch-bound model
-(`--hidden 64`, 2 CPU cores), a whole 3-epoch fit with all callbacks cost +31%
-and +29% over a bare one with this writer, against +36% and +41% with orbax on
-a thread (two runs). The child keeps the normal CPU priority: at the lowest it
-starved while the steps kept every core busy, and the next save waited for it
-(+11% per step against +2% in one comparison). It stays in its parent's
-session: where Linux groups CPU time by session (autogroup), a child in a
-session of its own would get as much CPU as the whole training process
-whenever it saves, rather than a thread's share.
-
-The child dies with its parent (it watches its parent id), so a SIGKILL of the
-trainer stops a save midway exactly as it would stop a writer thread; the
-checkpoint format makes that safe. It runs in a process group of its own, so
-terminal signals (Ctrl-C) do not reach it, and a save the parent makes while
-handling them still completes. Orbax writes of a multi-process run need JAX's
-distributed runtime and stay on a thread of each process
-(`ModelCheckpoint(writer=...)`).
+One long-lived child saves for every directory the parent checkpoints into. The parent copies the arrays
+into a memory region both map (a memfd, reused and grown as needed) and sends each job as one JSON line
+(no pickle); the child saves straight from the shared pages. It keeps the normal priority and its
+parent's session (a lower priority or a session of its own slowed training: bench/RESULTS.md), has a
+process group of its own so that Ctrl-C does not reach it, and dies with its parent (the checkpoint
+format makes a save cut short safe). Multi-process runs keep orbax on a thread of each process, where
+JAX's distributed runtime is (`ModelCheckpoint(writer=...)`).
 """
 from __future__ import annotations
 
