@@ -33,8 +33,8 @@ def sgd(learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = Fal
 @OPTIMIZERS.register("rmsprop")
 def rmsprop(learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
             epsilon: float = 1e-7, centered: bool = False):
-    """RMSprop (Tieleman & Hinton 2012) as Keras defines it: eps outside the square root, 1e-7."""
-    return optax.rmsprop(learning_rate, decay=rho, eps=epsilon, eps_in_sqrt=False,
+    """RMSprop (Tieleman & Hinton 2012) as Keras defines it: lr * g / sqrt(v + epsilon), epsilon 1e-7."""
+    return optax.rmsprop(learning_rate, decay=rho, eps=epsilon, eps_in_sqrt=True,
                          centered=centered, momentum=momentum or None)
 
 

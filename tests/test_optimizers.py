@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxnn import optimizers
@@ -111,3 +112,61 @@ def test_the_learning_rate_can_be_set_when_constant_but_not_under_a_schedule():
 def test_bad_options_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         optimizers.get("adam", **kwargs)
+
+
+# -- each named optimizer against Keras's update rule, two steps, Keras's defaults --------------------------------
+def _keras_sgd(lr=0.01, momentum=0.0, nesterov=False):
+    def step(p, g, s):
+        v = momentum * s.get("v", 0.0) - lr * g
+        return p + (momentum * v - lr * g if nesterov else v), {"v": v}
+    return step
+
+
+def _keras_rmsprop(lr=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
+    def step(p, g, s):
+        v = rho * s.get("v", 0.0) + (1 - rho) * g ** 2
+        avg = rho * s.get("avg", 0.0) + (1 - rho) * g
+        increment = lr * g / np.sqrt((v - avg ** 2 if centered else v) + epsilon)  # Keras: epsilon inside the root
+        mom = momentum * s.get("mom", 0.0) + increment
+        return p - (mom if momentum else increment), {"v": v, "avg": avg, "mom": mom}
+    return step
+
+
+def _adam(lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, weight_decay=0.0):
+    """Kingma & Ba's Algorithm 1 (epsilon added to the root of the bias-corrected v); AMSGrad divides by the
+    running maximum of the bias-corrected v (optax's form; Keras takes the maximum before the correction);
+    AdamW subtracts lr * weight_decay * p (decoupled decay)."""
+    def step(p, g, s):
+        t = s.get("t", 0) + 1
+        m = beta_1 * s.get("m", 0.0) + (1 - beta_1) * g
+        v = beta_2 * s.get("v", 0.0) + (1 - beta_2) * g ** 2
+        m_hat, v_hat = m / (1 - beta_1 ** t), v / (1 - beta_2 ** t)
+        v_max = np.maximum(s.get("v_max", 0.0), v_hat) if amsgrad else v_hat
+        return p - lr * (m_hat / (np.sqrt(v_max) + epsilon) + weight_decay * p), {"t": t, "m": m, "v": v,
+                                                                                  "v_max": v_max}
+    return step
+
+
+@pytest.mark.parametrize("name,options,reference", [
+    ("sgd", {}, _keras_sgd()),
+    ("sgd", {"momentum": 0.9}, _keras_sgd(momentum=0.9)),
+    ("sgd", {"momentum": 0.9, "nesterov": True}, _keras_sgd(momentum=0.9, nesterov=True)),
+    ("rmsprop", {}, _keras_rmsprop()),
+    ("rmsprop", {"momentum": 0.5}, _keras_rmsprop(momentum=0.5)),
+    ("rmsprop", {"centered": True}, _keras_rmsprop(centered=True)),
+    ("adam", {}, _adam()),
+    ("adam", {"amsgrad": True}, _adam(amsgrad=True)),
+    ("adamw", {}, _adam(weight_decay=0.004)),
+])
+def test_named_optimizers_follow_kerass_update_rule_with_its_defaults(name, options, reference):
+    p0 = np.array([0.5, -1.0, 2.0, 1e-3])
+    grads = [np.array([0.1, -0.2, 3.0, 1e-4]), np.array([-0.3, 0.05, 0.01, -2e-4])]
+    tx = optimizers.get(name, **options)
+    params = jnp.asarray(p0, jnp.float32)
+    state = tx.init(params)
+    expected, ref_state = p0, {}
+    for g in grads:
+        updates, state = tx.update(jnp.asarray(g, jnp.float32), state, params)
+        params = optax.apply_updates(params, updates)
+        expected, ref_state = reference(expected, g, ref_state)
+        np.testing.assert_allclose(np.asarray(params), expected, rtol=2e-6, atol=1e-8)

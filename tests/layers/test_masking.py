@@ -131,6 +131,13 @@ def test_masking_layer_zeroes_padded_steps_and_masks_them():
         Masking().init(jax.random.key(0), (None, 5))
 
 
+def test_masking_masks_a_step_only_when_every_feature_equals_the_mask_value():
+    x = np.array([[[-1.0, -1.0], [-1.0, 0.5], [0.5, -1.0], [0.5, 0.5]]], np.float32)  # all, some, some, none
+    layer = Masking(-1.0)
+    np.testing.assert_array_equal(layer.compute_mask(x), [[False, True, True, True]])
+    np.testing.assert_array_equal(layer.apply({}, x)[0], np.concatenate([np.zeros((1, 1, 2)), x[:, 1:]], axis=1))
+
+
 def test_merge_masks():
     a, b = jnp.array([[True, True, False]]), jnp.array([[True, False, False]])
     x = jnp.zeros((1, 3, 2))
