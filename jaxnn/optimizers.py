@@ -91,6 +91,22 @@ def one_cycle(learning_rate: float, total_steps: int, transition_steps: int = 0,
                                           div_factor=div_factor, final_div_factor=final_div_factor)
 
 
+# Optimizer options that must be numbers in a range: the test and how an error states it.
+_UNIT = (lambda v: 0 <= v < 1, "a number in [0, 1)")
+_NON_NEGATIVE = (lambda v: v >= 0, "a non-negative number")
+_RANGES = {"learning_rate": (lambda v: v > 0, "a positive number"), "momentum": _UNIT, "beta_1": _UNIT,
+           "beta_2": _UNIT, "rho": (lambda v: 0 < v < 1, "a number in (0, 1)"), "epsilon": _NON_NEGATIVE,
+           "weight_decay": _NON_NEGATIVE}
+
+
+def _check_values(name: str, options: dict) -> None:
+    """One line naming an optimizer option that is not a number in its range (a negative learning rate, say)."""
+    for field, value in options.items():
+        if field in _RANGES:
+            in_range, allowed = _RANGES[field]
+            validation.require(f"{name} {field}", value, validation.is_number(value) and in_range(value), allowed)
+
+
 def _check_options(kind: str, name: str, fn, options: dict, fixed=()) -> None:
     allowed = [p for p in inspect.signature(fn).parameters if p not in fixed]
     unknown = sorted(set(options) - set(allowed))
@@ -123,6 +139,7 @@ def get(spec, *, schedule_options: dict | None = None, global_clipnorm: float | 
     else:
         factory = OPTIMIZERS.get(spec)
         _check_options("optimizer", spec, factory, options)
+        _check_values(spec, options)
         if schedule_options:
             sched = dict(schedule_options)
             lr = options.get("learning_rate", inspect.signature(factory).parameters["learning_rate"].default)

@@ -170,3 +170,15 @@ def test_named_optimizers_follow_kerass_update_rule_with_its_defaults(name, opti
         params = optax.apply_updates(params, updates)
         expected, ref_state = reference(expected, g, ref_state)
         np.testing.assert_allclose(np.asarray(params), expected, rtol=2e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("adam", {"learning_rate": -0.1}, "adam learning_rate must be a positive number, got -0.1"),
+    ("sgd", {"learning_rate": "fast"}, "sgd learning_rate must be a positive number, got 'fast'"),
+    ("sgd", {"momentum": 1.0}, r"sgd momentum must be a number in \[0, 1\), got 1.0"),
+    ("rmsprop", {"rho": 0.0}, r"rmsprop rho must be a number in \(0, 1\), got 0.0"),
+    ("adamw", {"weight_decay": -1e-4}, "adamw weight_decay must be a non-negative number, got -0.0001"),
+])
+def test_out_of_range_optimizer_values_are_refused_in_one_line(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        optimizers.get(name, **options)
