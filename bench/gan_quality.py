@@ -35,7 +35,7 @@ def load_classifier(workdir: str):
     """(Trainer, TrainState) of a finished `train.py` classification run, from its final checkpoint."""
     with open(os.path.join(workdir, "config.json")) as f:
         experiment = build(ml_collections.ConfigDict(json.load(f)))
-    info = experiment.data
+    info = experiment.data_spec
     trainer = build_trainer(experiment, total_steps=1)  # for predictions only: no schedule runs
     state = trainer.init(jax.random.key(0), info.input_shape)
     restored = load_tree(os.path.join(workdir, "checkpoints", "final"),

@@ -20,8 +20,7 @@ import jax
 import ml_collections
 import optax
 
-from jaxnn import losses, metrics as metrics_lib, optimizers, validation
-from jaxnn.data.specs import DatasetSpec
+from jaxnn import data, losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.layers import Dense, Dropout, Flatten, Layer, from_spec
 from jaxnn.layers.base import abstract_init
 from jaxnn.models import Sequential
@@ -121,7 +120,7 @@ class Experiment:
     loss: Callable
     optimizer: Callable[[int], optax.GradientTransformation]  # total_steps -> the optimizer for a run that long
     metrics: tuple[str, ...]
-    data: DatasetSpec
+    data_spec: data.DatasetSpec
     dataset: dict
     train: dict
     eval: dict
@@ -158,17 +157,17 @@ def build_optimizer(opt_cfg: dict, total_steps: int = 1):
                           global_clipnorm=clipnorm, total_steps=total_steps, **options)
 
 
-def check_fit(model: Layer, loss_fn: Callable, data: DatasetSpec) -> None:
+def check_fit(model: Layer, loss_fn: Callable, spec: data.DatasetSpec) -> None:
     """The model on the spec's inputs and the loss on its targets, abstractly: a mismatch raises naming both."""
-    _, params, state = abstract_init(model, (None, *data.input_shape))
-    inputs = jax.ShapeDtypeStruct((1, *data.input_shape), data.input_dtype)
+    _, params, state = abstract_init(model, (None, *spec.input_shape))
+    inputs = jax.ShapeDtypeStruct((1, *spec.input_shape), spec.input_dtype)
     outputs = jax.eval_shape(lambda p, s, x: model.apply(p, x, state=s)[0], params, state, inputs)
-    targets = jax.ShapeDtypeStruct((1, *data.target_shape), data.target_dtype)
+    targets = jax.ShapeDtypeStruct((1, *spec.target_shape), spec.target_dtype)
     try:
         jax.eval_shape(loss_fn, targets, outputs)
     except (ValueError, TypeError) as e:
         shapes = jax.tree_util.tree_map(lambda o: o.shape[1:], outputs)
-        raise ValueError(f"targets of shape {data.target_shape} (per example) do not fit the model's "
+        raise ValueError(f"targets of shape {spec.target_shape} (per example) do not fit the model's "
                          f"output {shapes} under this loss: {e}") from None
 
 
@@ -179,8 +178,6 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     loaded (its schedules span the whole run); it is built here once, for a
     nominal long run, to check its fields.
     """
-    from jaxnn import data
-
     unknown = sorted(set(config.keys()) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown config section {unknown[0]!r}; allowed: {', '.join(SECTIONS)}")
@@ -212,7 +209,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     check_fit(model, loss_fn, info)  # a model that does not fit the data fails before any data is read
     seed = config.get("seed", 0)
     validation.integer("seed", seed)
-    return Experiment(model=model, loss=loss_fn, optimizer=optimizer, metrics=metric_names, data=info,
+    return Experiment(model=model, loss=loss_fn, optimizer=optimizer, metrics=metric_names, data_spec=info,
                       dataset=dataset, train=train, eval=eval_cfg, checkpoint=checkpoint, seed=seed)
 
 
