@@ -23,10 +23,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxnn import data
 from jaxnn.checkpoint import load_tree
 from jaxnn.config import build
 from jaxnn.tasks import load_gan
+from jaxnn.tasks.classify import build_trainer
 
 MIN_SHARE, MIN_CLASSES = 0.05, 8
 
@@ -35,8 +35,8 @@ def load_classifier(workdir: str):
     """(Trainer, TrainState) of a finished `train.py` classification run, from its final checkpoint."""
     with open(os.path.join(workdir, "config.json")) as f:
         experiment = build(ml_collections.ConfigDict(json.load(f)))
-    info = data.dataset_info(experiment.dataset["name"])
-    trainer = experiment.trainer
+    info = experiment.data_spec
+    trainer = build_trainer(experiment, total_steps=1)  # for predictions only: no schedule runs
     state = trainer.init(jax.random.key(0), info.input_shape)
     restored = load_tree(os.path.join(workdir, "checkpoints", "final"),
                          like={"params": state.params, "model_state": state.model_state})

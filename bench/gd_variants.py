@@ -23,6 +23,7 @@ import jax
 
 from jaxnn import data
 from jaxnn.config import build
+from jaxnn.tasks.classify import build_trainer
 from jaxnn.training.callbacks import LambdaCallback
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def run_variant(config, batch_size: int, epochs: int, train_arrays, test_arrays)
         config.train.epochs = epochs
     (x, y), (x_test, y_test) = train_arrays, test_arrays
     steps = len(y) // batch_size
-    trainer = build(config, total_steps=steps * epochs).trainer
+    trainer = build_trainer(build(config), total_steps=steps * epochs)
     state = trainer.init(jax.random.key(config.seed), x.shape[1:])
     started, times = {}, []
     timer = LambdaCallback(on_epoch_begin=lambda run, epoch: started.update(t=time.perf_counter()),

@@ -1,6 +1,6 @@
 """jaxnn: Keras-style neural networks as pure JAX functions, trained with optax."""
 from jaxnn import activations, initializers, losses, metrics, optimizers
-from jaxnn import transfer
+from jaxnn.tasks import transfer_weights as transfer  # jaxnn.transfer.load_by_name, freeze, ...
 from jaxnn.layers import (ELU, GRU, LSTM, Activation, Add, Average, AveragePooling1D, AveragePooling2D,
                           BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DTranspose, Conv2D,
                           Conv2DTranspose, Dense, Dropout, Embedding, FlaxModule, FlaxNNX, Flatten, FunctionLayer,

@@ -1,26 +1,30 @@
-"""From an `ml_collections.ConfigDict` to a model, a Trainer and a dataset, validated up front.
+"""From an `ml_collections.ConfigDict` to the parts of a classification run, validated up front.
 
 A config has the sections `dataset`, `model`, `loss`, `optimizer`, `train`,
-`eval` and `checkpoint` (see configs/fashion_mnist_mlp.py). Every name and
-number is checked here, before any data is loaded or any file written, and a
-bad one stops with one line naming the field, the value and what is allowed.
+`eval` and `checkpoint` (see configs/fashion_mnist_mlp.py). `build` returns the
+parts (model, loss, optimizer factory, metrics, data spec, sections, seed); the
+classify task binds them into a Trainer once the run's length is known. Every
+name, number and shape is checked here, before any data is loaded or any file
+written, and a bad one stops with one line naming the field, the value and what
+is allowed.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 from typing import Callable
 
 import jax
 import ml_collections
-import numpy as np
+import optax
 
-from jaxnn import losses, metrics as metrics_lib, optimizers, validation
+from jaxnn import data, losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.layers import Dense, Dropout, Flatten, Layer, from_spec
+from jaxnn.layers.base import abstract_init
 from jaxnn.models import Sequential
 from jaxnn.registry import Registry
-from jaxnn.training.trainer import Trainer
 
 MODELS: Registry = Registry("model")
 
@@ -110,18 +114,18 @@ def fingerprint(config: ml_collections.ConfigDict) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-    """Everything a run needs, built and checked from a config."""
+    """The checked parts of a classification run: what a Trainer is made of, the data spec and the sections."""
 
-    trainer: Trainer
+    model: Layer
+    loss: Callable
+    optimizer: Callable[[int], optax.GradientTransformation]  # total_steps -> the optimizer for a run that long
+    metrics: tuple[str, ...]
+    data_spec: data.DatasetSpec
     dataset: dict
     train: dict
     eval: dict
     checkpoint: dict
     seed: int
-
-    @property
-    def model(self) -> Layer:
-        return self.trainer.model
 
 
 def build_model(model_cfg: dict, num_classes: int) -> Layer:
@@ -153,15 +157,27 @@ def build_optimizer(opt_cfg: dict, total_steps: int = 1):
                           global_clipnorm=clipnorm, total_steps=total_steps, **options)
 
 
-def build(config: ml_collections.ConfigDict, total_steps: int | None = None) -> Experiment:
-    """Validate `config` and build the experiment; raises ValueError naming the bad field.
+def check_fit(model: Layer, loss_fn: Callable, spec: data.DatasetSpec) -> None:
+    """The model on the spec's inputs and the loss on its targets, abstractly: a mismatch raises naming both."""
+    _, params, state = abstract_init(model, (None, *spec.input_shape))
+    inputs = jax.ShapeDtypeStruct((1, *spec.input_shape), spec.input_dtype)
+    outputs = jax.eval_shape(lambda p, s, x: model.apply(p, x, state=s)[0], params, state, inputs)
+    targets = jax.ShapeDtypeStruct((1, *spec.target_shape), spec.target_dtype)
+    try:
+        jax.eval_shape(loss_fn, targets, outputs)
+    except (ValueError, TypeError) as e:
+        shapes = jax.tree_util.tree_map(lambda o: o.shape[1:], outputs)
+        raise ValueError(f"targets of shape {spec.target_shape} (per example) do not fit the model's "
+                         f"output {shapes} under this loss: {e}") from None
 
-    `total_steps` (the run's step count, known once the data is loaded) sets the
-    length of schedules that span the whole run; without it they are built for
-    a nominal long run, for validation only.
+
+def build(config: ml_collections.ConfigDict) -> Experiment:
+    """Validate `config` and build its parts; raises ValueError naming the bad field.
+
+    The optimizer is a factory of the run's step count, known once the data is
+    loaded (its schedules span the whole run); it is built here once, for a
+    nominal long run, to check its fields.
     """
-    from jaxnn import data
-
     unknown = sorted(set(config.keys()) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown config section {unknown[0]!r}; allowed: {', '.join(SECTIONS)}")
@@ -187,18 +203,14 @@ def build(config: ml_collections.ConfigDict, total_steps: int | None = None) -> 
     validation.non_negative_int("checkpoint.every_steps", checkpoint["every_steps"])
     validation.positive_int("checkpoint.keep", checkpoint["keep"])
     model = build_model(_plain(config.model), info.num_classes)
-    optimizer = build_optimizer(_plain(config.optimizer), total_steps or 2**31 - 1)
-    trainer = Trainer(model, loss=build_loss(_plain(config.loss)), optimizer=optimizer, metrics=metric_names,
-                      policy=train["precision"], accumulate_steps=train["accumulate_steps"],
-                      check_finite=train["check_finite"])
-    # Shapes are known now: a model that does not fit the data fails before any data is read.
-    abstract_state = jax.eval_shape(lambda: trainer.init(0, info.input_shape))
-    trainer.check_data(abstract_state, np.zeros((1, *info.input_shape), info.input_dtype),
-                       np.zeros((1, *info.target_shape), info.target_dtype))
+    optimizer = functools.partial(build_optimizer, _plain(config.optimizer))
+    optimizer(2**31 - 1)
+    loss_fn = build_loss(_plain(config.loss))
+    check_fit(model, loss_fn, info)  # a model that does not fit the data fails before any data is read
     seed = config.get("seed", 0)
     validation.integer("seed", seed)
-    return Experiment(trainer=trainer, dataset=dataset, train=train, eval=eval_cfg,
-                      checkpoint=checkpoint, seed=seed)
+    return Experiment(model=model, loss=loss_fn, optimizer=optimizer, metrics=metric_names, data_spec=info,
+                      dataset=dataset, train=train, eval=eval_cfg, checkpoint=checkpoint, seed=seed)
 
 
 def _check_train_options(train: dict) -> None:

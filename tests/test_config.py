@@ -30,7 +30,7 @@ def test_seed_config_is_exactly_the_seed_model():
     experiment = build(load_config("fashion_mnist_seed"))
     text = summary(experiment.model, (28, 28, 1), print_fn=None)
     assert "Total params: 79,510" in text
-    tx = experiment.trainer.tx
+    tx = experiment.optimizer(1)
     assert type(tx).__name__.startswith("GradientTransformation")
     assert experiment.train["validation_split"] == 0.2 and experiment.train["epochs"] == 5
     assert experiment.train["batch_size"] == 32

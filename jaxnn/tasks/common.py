@@ -1,4 +1,4 @@
-"""What every task shares: the `TASKS` registry, checks of config fields, writing the results."""
+"""What every task shares: the `TASKS` registry, checks of config sections, writing the results files."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,10 @@ import os
 import ml_collections
 
 from jaxnn.config import build_optimizer
-from jaxnn.registry import Registry
-from jaxnn.validation import integer, require
 from jaxnn.io import write_atomic
+from jaxnn.registry import Registry
+from jaxnn.training.history import History
+from jaxnn.validation import integer, require
 
 TASKS: Registry = Registry("task")
 
@@ -39,7 +40,6 @@ def check_sections(config: ml_collections.ConfigDict, allowed: tuple[str, ...]) 
     return integer("seed", seed)
 
 
-
 def image_dataset(dataset: dict):
     """The `DatasetSpec` of `dataset.name`, which must be an image dataset."""
     from jaxnn import data
@@ -62,8 +62,13 @@ def phase_optimizer(field: str, options: dict, total_steps: int = 2**31 - 1):
         raise ValueError(f"{field}: {e}") from None
 
 
-def write_results(config: ml_collections.ConfigDict, workdir: str, results: dict, print_fn) -> dict:
+def write_results(config: ml_collections.ConfigDict, workdir: str, results: dict,
+                  history: History | dict[str, History] | None, print_fn) -> dict:
+    """results.json, config.json and history.json (a History, or one per phase) into `workdir`; prints the scalars."""
     os.makedirs(workdir, exist_ok=True)
+    if history is not None:
+        logs = history.history if isinstance(history, History) else {k: h.history for k, h in history.items()}
+        write_atomic(os.path.join(workdir, "history.json"), json.dumps(logs, indent=2))
     write_atomic(os.path.join(workdir, "config.json"), config.to_json(indent=2))
     write_atomic(os.path.join(workdir, "results.json"), json.dumps(results, indent=2))
     if print_fn is not None:

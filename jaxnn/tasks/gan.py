@@ -5,21 +5,18 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-from jaxnn.checkpoint import save_tree
+from jaxnn.checkpoint import load_tree, save_tree
 from jaxnn.config import build_model
 from jaxnn.models import summary
-from jaxnn.tasks.common import (TASKS, check_sections, config_section, image_dataset, optimizer_section,
-                                phase_optimizer, write_results)
+from jaxnn.tasks.common import TASKS, check_sections, config_section, image_dataset, optimizer_section, phase_optimizer
+from jaxnn.tasks.gan_model import GAN, save_image_grid
+from jaxnn.training.history import History, plot_history
 from jaxnn.validation import non_negative_int, positive_int, require
-from jaxnn.io import write_atomic
-from jaxnn.training.history import plot_history
-
 
 _GAN_SECTIONS = ("task", "seed", "dataset", "model", "optimizer", "train", "samples")
 _GAN_DATASET = {"name": "fashion_mnist", "data_dir": None, "train_split": "train"}
@@ -29,7 +26,7 @@ _GAN_DATASET = {"name": "fashion_mnist", "data_dir": None, "train_split": "train
 class GANExperiment:
     """A checked GAN config: the `GAN`, the dataset and train fields, the sample grid, the seed."""
 
-    gan: Any
+    gan: GAN
     image_shape: tuple
     dataset: dict
     train: dict
@@ -39,8 +36,6 @@ class GANExperiment:
 
 def build_gan(config: ml_collections.ConfigDict) -> GANExperiment:
     """Check a GAN config (sections: `_GAN_SECTIONS`) and build its `GAN`; a bad field raises one ValueError line."""
-    from jaxnn.gan import GAN
-
     seed = check_sections(config, _GAN_SECTIONS)
     dataset = config_section(config, "dataset", _GAN_DATASET)
     info = image_dataset(dataset)
@@ -74,8 +69,6 @@ def build_gan(config: ml_collections.ConfigDict) -> GANExperiment:
 
 def load_gan(workdir: str) -> tuple[GANExperiment, dict]:
     """The experiment of a finished GAN run and its final generator (`params`, `model_state`), from `workdir`."""
-    from jaxnn.checkpoint import load_tree
-
     with open(os.path.join(workdir, "config.json")) as f:
         experiment = build_gan(ml_collections.ConfigDict(json.load(f)))
     like = jax.eval_shape(lambda: experiment.gan.init(jax.random.key(0), experiment.image_shape))
@@ -85,17 +78,16 @@ def load_gan(workdir: str) -> tuple[GANExperiment, dict]:
 
 
 @TASKS.register("gan")
-def gan_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> dict:
+def gan_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> tuple[dict, History]:
     """Train a GAN on the training images (scaled to [-1, 1]); a sample grid per epoch, both losses per epoch.
 
     Writes samples/epoch_001.png, epoch_002.png, ... (the same `samples.rows`
     x `samples.cols` latent vectors every epoch, so epochs compare),
-    history.json (`d_loss`, `g_loss`, `d_real` = mean D(x), `d_fake` = mean
-    D(G(z))), curves.png, checkpoints/final (generator and discriminator params
-    and state), results.json and config.json.
+    curves.png and checkpoints/final (generator and discriminator params and
+    state); returns the results and the History (`d_loss`, `g_loss`,
+    `d_real` = mean D(x), `d_fake` = mean D(G(z))).
     """
     from jaxnn import data
-    from jaxnn.gan import save_image_grid
 
     started = time.perf_counter()
     experiment = build_gan(config)  # every config error surfaces here, before any I/O
@@ -130,8 +122,7 @@ def gan_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print)
               {side: {"params": getattr(state, side).params, "model_state": getattr(state, side).model_state}
                for side in ("generator", "discriminator")})
     plot_history(history, os.path.join(workdir, "curves.png"))
-    write_atomic(os.path.join(workdir, "history.json"), history.to_json())
     results = {**{k: v[-1] for k, v in history.history.items()}, "epochs": train["epochs"],
                "train_examples": int(len(images)), "median_epoch_seconds": round(float(np.median(epoch_seconds)), 2),
                "wall_seconds": round(time.perf_counter() - started, 2)}
-    return write_results(config, workdir, results, print_fn)
+    return results, history

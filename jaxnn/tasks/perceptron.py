@@ -7,12 +7,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxnn import perceptron
 from jaxnn.config import build_loss, build_model, build_optimizer
 from jaxnn.data import toy
-from jaxnn.tasks.common import TASKS, check_sections, config_section, required_section, write_results
-from jaxnn.validation import positive_int, positive_number, require
+from jaxnn.tasks import perceptron_rule as perceptron
+from jaxnn.tasks.common import TASKS, check_sections, config_section, required_section
 from jaxnn.training.trainer import Trainer
+from jaxnn.validation import positive_int, positive_number, require
 
 
 _PERCEPTRON_FIELDS = {"epochs": 20, "learning_rate": 1.0, "shuffle": True}
@@ -50,7 +50,7 @@ def _train_perceptron(x, y, options: dict, key) -> dict:
 
 
 @TASKS.register("perceptron")
-def perceptron_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> dict:
+def perceptron_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> tuple[dict, None]:
     """Rosenblatt's rule on a logic gate (`dataset.name`): accuracy on its truth table, mistakes per epoch.
 
     Sections: `dataset` (name: and/or/xor, repeats), `train` (epochs,
@@ -62,11 +62,11 @@ def perceptron_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn
     options = _perceptron_options(config, "train")
     results = _train_perceptron(x, y, options, jax.random.key(seed))
     results["wall_seconds"] = round(time.perf_counter() - started, 2)
-    return write_results(config, workdir, results, print_fn)
+    return results, None
 
 
 @TASKS.register("perceptron_vs_mlp")
-def perceptron_vs_mlp(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> dict:
+def perceptron_vs_mlp(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> tuple[dict, None]:
     """A single perceptron and an MLP trained by the Trainer on the same gate; both accuracies.
 
     Sections: `dataset` (name, repeats), `perceptron` (as the perceptron task's
@@ -101,4 +101,4 @@ def perceptron_vs_mlp(config: ml_collections.ConfigDict, workdir: str, *, print_
         "mlp_loss_per_epoch": history.history["loss"],
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    return write_results(config, workdir, results, print_fn)
+    return results, None

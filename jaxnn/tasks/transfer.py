@@ -2,7 +2,6 @@
 the same model trained from scratch."""
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -10,12 +9,15 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxnn.functional import Input, Model
+from jaxnn.layers import Dense, from_spec
+from jaxnn.layers.base import abstract_init
 from jaxnn.models import summary
-from jaxnn.tasks.common import (TASKS, check_sections, config_section, image_dataset, optimizer_section,
-                                phase_optimizer, write_results)
-from jaxnn.validation import is_int, non_negative_int, positive_int, require
-from jaxnn.io import write_atomic
+from jaxnn.tasks import transfer_weights as transfer
+from jaxnn.tasks.common import TASKS, check_sections, config_section, image_dataset, optimizer_section, phase_optimizer
+from jaxnn.training.history import History
 from jaxnn.training.trainer import Trainer
+from jaxnn.validation import is_int, non_negative_int, positive_int, require
 
 
 _TRANSFER_SECTIONS = ("task", "seed", "dataset", "model", "pretrain", "transfer", "eval")
@@ -43,9 +45,6 @@ def transfer_models(layer_specs, image_shape, num_base_classes: int, num_target_
     `features`) up to the last of `layer_specs`, then a new
     Dense(num_target_classes, softmax, name="new_head").
     """
-    from jaxnn import Dense, Input, Model
-    from jaxnn.layers import from_spec
-
     image = Input(shape=tuple(image_shape), name="image")
     features = image
     for spec in layer_specs:
@@ -58,9 +57,6 @@ def transfer_models(layer_specs, image_shape, num_base_classes: int, num_target_
 
 def _transfer_plan(config: ml_collections.ConfigDict) -> dict:
     """Every field of a transfer config checked, the models built and the freeze patterns tried on their params."""
-    from jaxnn import transfer
-    from jaxnn.layers.base import abstract_init
-
     seed = check_sections(config, _TRANSFER_SECTIONS)
     dataset = config_section(config, "dataset", _TRANSFER_DATASET)
     info = image_dataset(dataset)
@@ -116,7 +112,8 @@ def _class_subset(x, y, classes, limit: int, key) -> tuple[np.ndarray, np.ndarra
 
 
 @TASKS.register("transfer")
-def transfer_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> dict:
+def transfer_task(config: ml_collections.ConfigDict, workdir: str, *,
+                  print_fn=print) -> tuple[dict, dict[str, History]]:
     """Pretrain on `dataset.base_classes`, transfer to `dataset.target_classes` from a few labelled images.
 
     1. pretrain the base classifier on the base classes; save its params;
@@ -128,10 +125,10 @@ def transfer_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     4. train the same transfer model from scratch on the same images for the
        same number of epochs (head + fine-tune) with `transfer.optimizer`.
     Test accuracy on the target classes' test images: `transfer_test_accuracy`
-    vs `scratch_test_accuracy` in results.json; each phase's History in
-    history.json; params in checkpoints/base, checkpoints/transfer, checkpoints/scratch.
+    vs `scratch_test_accuracy` in the results, each phase's History beside
+    them; params in checkpoints/base, checkpoints/transfer, checkpoints/scratch.
     """
-    from jaxnn import data, transfer
+    from jaxnn import data
 
     started = time.perf_counter()
     plan = _transfer_plan(config)  # every config error surfaces here, before any I/O
@@ -221,6 +218,4 @@ def transfer_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         "phase_seconds": {k: round(v, 2) for k, v in seconds.items()},
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    write_atomic(os.path.join(workdir, "history.json"),
-                 json.dumps({phase: h.history for phase, h in histories.items()}, indent=2))
-    return write_results(config, workdir, results, print_fn)
+    return results, histories

@@ -8,6 +8,7 @@ import pytest
 
 from jaxnn import optimizers
 from jaxnn.config import CHECKPOINT_DEFAULTS, TRAIN_DEFAULTS, build, fingerprint
+from jaxnn.tasks.classify import build_trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -37,7 +38,8 @@ def test_configs_without_the_new_fields_get_the_defaults():
     experiment = build(config)
     assert experiment.train == {**TRAIN_DEFAULTS, "epochs": 2, "batch_size": 64}
     assert experiment.checkpoint == CHECKPOINT_DEFAULTS
-    assert experiment.trainer.policy.name == "float32" and experiment.trainer.accumulate_steps == 1
+    trainer = build_trainer(experiment, total_steps=1)
+    assert trainer.policy.name == "float32" and trainer.accumulate_steps == 1
 
 
 @pytest.mark.parametrize("path,value,match", [
@@ -65,7 +67,7 @@ def test_the_schedule_spans_the_run_and_options_reach_the_trainer():
     _set(config, "train.precision", "mixed_bfloat16")
     _set(config, "train.accumulate_steps", 4)
     _set(config, "train.check_finite", True)
-    trainer = build(config, total_steps=100).trainer
+    trainer = build_trainer(build(config), total_steps=100)
     assert (trainer.policy.name, trainer.accumulate_steps, trainer.check_finite) == ("mixed_bfloat16", 4, True)
     params = {"w": np.ones(2, np.float32)}
     state = trainer.tx.init(params)

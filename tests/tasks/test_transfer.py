@@ -14,7 +14,7 @@ from jaxnn import Model, Trainer, data, transfer
 from jaxnn.runner import run
 from jaxnn.tasks.transfer import _class_subset, transfer_models
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = [dict(type="Conv2D", filters=2, kernel_size=3, name="conv_1"), dict(type="Flatten"),
          dict(type="Dense", units=4, activation="relu", name="features")]
 

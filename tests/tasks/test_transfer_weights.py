@@ -5,9 +5,15 @@ import numpy as np
 import optax
 import pytest
 
+import jaxnn
 from jaxnn import Dense, Flatten, Input, Model, Sequential, Trainer
-from jaxnn.transfer import (fine_tune_optimizer, freeze, frozen_labels, load_by_name, load_params, param_paths,
-                            save_params)
+from jaxnn.tasks.transfer_weights import (fine_tune_optimizer, freeze, frozen_labels, load_by_name, load_params,
+                                          param_paths, save_params)
+
+
+def test_jaxnn_transfer_is_this_module():
+    """README documents `jaxnn.transfer.load_by_name` and `jaxnn.transfer.freeze`."""
+    assert (jaxnn.transfer.load_by_name, jaxnn.transfer.freeze) == (load_by_name, freeze)
 
 
 def base_and_new():

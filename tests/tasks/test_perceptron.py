@@ -10,11 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import perceptron
 from jaxnn.data import toy
 from jaxnn.runner import run
+from jaxnn.tasks import perceptron_rule as perceptron
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def load_config(name: str):

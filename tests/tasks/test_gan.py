@@ -11,14 +11,14 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnn.gan import GAN, image_grid, save_image_grid
 from jaxnn.layers import BatchNormalization, Dense, Dropout, Flatten, LeakyReLU, Reshape
 from jaxnn.models import Sequential
 from jaxnn.runner import run
 from jaxnn.tasks import load_gan
+from jaxnn.tasks.gan_model import GAN, image_grid, save_image_grid
 from jaxnn.training.state import STEP_STREAM, derive_key
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 LATENT, SHAPE, BATCH = 4, (6, 6, 1), 8
 
 
