@@ -1,9 +1,4 @@
-"""`ModelCheckpoint` and the resume protocol: what a checkpoint of a fit holds, and how a fit continues from it.
-
-A checkpoint holds the TrainState, the epoch's running statistics, the
-position in the epoch, the History and every callback's `state_dict` and
-`arrays`; restoring puts all of them back into the `Run` before the first step.
-"""
+"""`ModelCheckpoint`: checkpoints of a fit in progress and the resume protocol that continues it exactly."""
 from __future__ import annotations
 
 import os

@@ -187,3 +187,12 @@ def test_curves_png_is_redrawn_at_epoch_ends_no_more_often_than_asked(tmp_path, 
     fit(classifier(), [plot, watch], epochs=3)
     assert seen[0] == drawn_after_first_epoch
     assert path.read_bytes()[:4] == b"\x89PNG"  # always drawn by the end
+
+
+def test_the_documented_paths_name_every_callback():
+    import jaxnn
+    from jaxnn.training import checkpointing, loop
+
+    assert jaxnn.callbacks.ModelCheckpoint is checkpointing.ModelCheckpoint
+    assert (jaxnn.callbacks.Callback, jaxnn.callbacks.Run) == (loop.Callback, loop.Run)
+    assert jaxnn.callbacks.EarlyStopping is EarlyStopping
