@@ -46,7 +46,7 @@ def main(argv):
     _enable_compilation_cache()
     from jaxnn.checkpoint import CorruptCheckpointError
     from jaxnn.runner import NonFiniteError, run
-    from jaxnn.training.trainer import TrainingInterrupted
+    from jaxnn.training import TrainingInterrupted
 
     try:
         run(_CONFIG.value, _WORKDIR.value, print_fn=None if _QUIET.value else print)

@@ -1,6 +1,7 @@
-"""Small file helpers: writes that readers never see half done."""
+"""Small file helpers: writes that readers never see half done, and file writing off the training thread."""
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import tempfile
 
@@ -17,3 +18,33 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+class Background:
+    """One worker thread running jobs in order, at most one pending, so that slow I/O (orbax,
+    matplotlib) overlaps the training steps; `wait` re-raises a job's error in the caller."""
+
+    def __init__(self):
+        self._executor, self._pending = None, None
+
+    def submit(self, fn, *args) -> None:
+        """Run `fn(*args)` on the worker once the pending job (if any) is done."""
+        self.wait()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxnn-io")
+        self._pending = self._executor.submit(fn, *args)
+
+    def wait(self) -> None:
+        """Block until the pending job is done; raise its error, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the pending job, then stop the worker (a later `submit` starts another)."""
+        try:
+            self.wait()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown()
+                self._executor = None

@@ -32,7 +32,7 @@ from jaxnn.layers.base import Layer, ShapeError, abstract_init, as_shape
 from jaxnn.losses import binary_crossentropy
 from jaxnn.training.history import History
 from jaxnn.training.state import SHUFFLE_STREAM, STEP_STREAM, derive_key
-from jaxnn.training.trainer import MAX_STEPS_IN_FLIGHT
+from jaxnn.training.loop import MAX_STEPS_IN_FLIGHT
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 

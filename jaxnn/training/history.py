@@ -6,18 +6,19 @@ import os
 from typing import Mapping
 
 
-
 class History:
     """`history[key]` is a list with one value per epoch (`loss`, `accuracy`, `val_loss`, `lr`, ...).
 
     `stop_reason` says why training ended early (early stopping, a non-finite
-    loss), or is None.
+    loss), or is None; `nonfinite` is the `guard.NonFinite` when a NaN/inf
+    stopped it, else None. Neither is part of `to_json`.
     """
 
     def __init__(self, history: Mapping[str, list] | None = None, epoch: list[int] | None = None):
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
         self.epoch: list[int] = list(epoch or [])
         self.stop_reason: str | None = None
+        self.nonfinite = None
 
     def append(self, epoch: int, logs: Mapping[str, float]) -> None:
         self.epoch.append(epoch)

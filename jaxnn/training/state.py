@@ -1,6 +1,7 @@
-"""The train state: everything that changes during training, as one pytree."""
+"""The train state (everything that changes during training, as one pytree) and the randomness derived from its key."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.struct
@@ -37,3 +38,9 @@ class TrainState:
 def derive_key(base_key: jax.Array, stream: int, index) -> jax.Array:
     """The key for `index` (a step or an epoch) in one stream; the base key stays unused."""
     return jax.random.fold_in(jax.random.fold_in(base_key, stream), index)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def epoch_permutation(key: jax.Array, epoch, n: int) -> jax.Array:
+    """The order in which epoch `epoch` visits `n` examples, drawn from the base key's shuffle stream."""
+    return jax.random.permutation(derive_key(key, SHUFFLE_STREAM, epoch), n)

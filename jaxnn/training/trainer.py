@@ -18,11 +18,8 @@ SIGTERM during `fit` saves a checkpoint and raises `TrainingInterrupted`.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
-import signal
-import threading
 from typing import Callable, Sequence
 
 import jax
@@ -33,44 +30,22 @@ import optax
 from jaxnn import losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.functional import is_shape
 from jaxnn.layers.base import Layer, ShapeError, as_shape
-from jaxnn.training.callbacks import Callback, ProgressLogger, Run
+from jaxnn.training.callbacks import ProgressLogger
+from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
+from jaxnn.training.loop import Callback, Run, fit_loop
 from jaxnn.training.precision import LossScale, get_policy
-from jaxnn.training.state import SHUFFLE_STREAM, TrainState, derive_key
+from jaxnn.training.state import TrainState
 from jaxnn.training.steps import forward, make_eval_step, make_train_step, results
 
-# Steps allowed in flight before the loop waits: bounds host run-ahead (and the
-# all-reduce stalls DESIGN.md measured on simulated multi-device meshes).
-MAX_STEPS_IN_FLIGHT = 2
 # Default steps between fetches of the running metrics (progress, TensorBoard, NaN checks).
 LOG_EVERY_STEPS = 50
 
 
-class TrainingInterrupted(RuntimeError):
-    """fit stopped on SIGTERM after saving a checkpoint; `.state` and `.history` are the run's at that point."""
-
-    def __init__(self, message: str, state, history):
-        super().__init__(message)
-        self.state, self.history = state, history
-
-
-class _SigtermFlag:
-    """Within the block, SIGTERM only sets `requested` (checked between steps); the old handler comes back after."""
-
-    requested = False
-
-    def __enter__(self):
-        self._old = None
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+def split_sizes(num_examples: int, validation_split: float) -> tuple[int, int]:
+    """(training, validation) example counts when the last `validation_split` (in [0, 1)) is held out."""
+    num_train = num_examples - int(round(num_examples * validation_split))
+    return num_train, num_examples - num_train
 
 
 def _num_examples(tree) -> int:
@@ -165,22 +140,12 @@ class Trainer:
                 state, stats = train_step(state, batch)
                 return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
             # Once a step went non-finite, later steps change nothing: the state stays the last good one.
-            enabled, step = guard["step"] < 0, state.step
-            state, stats = train_step(state, batch, enabled)
-            flags = stats.pop("nonfinite")
-            bad = enabled & (flags["loss"] | jnp.any(jnp.stack(jax.tree_util.tree_leaves(flags["grads"]))))
-            keep_first = lambda new, old: jnp.where(bad, new, old)
-            guard = {"step": keep_first(step, guard["step"]), "loss": keep_first(flags["loss"], guard["loss"]),
-                     "grads": jax.tree_util.tree_map(keep_first, flags["grads"], guard["grads"])}
+            step = state.step
+            state, stats = train_step(state, batch, update_allowed(guard))
+            guard = fold_guard(guard, step, stats.pop("nonfinite"))
             return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
 
         return jax.jit(fit_step, static_argnames="batch_size", donate_argnums=0)
-
-    def _fresh_guard(self, state):
-        if not self.check_finite:
-            return {}
-        return {"step": jnp.int32(-1), "loss": jnp.bool_(False),
-                "grads": jax.tree_util.tree_map(lambda _: jnp.bool_(False), state.params)}
 
     @functools.cached_property
     def _eval_chunk(self):
@@ -317,7 +282,7 @@ class Trainer:
             raise ValueError("give validation_data or validation_split, not both")
         n = self.check_data(state, x, y)
         if validation_split:
-            cut = n - int(round(n * validation_split))
+            cut, _ = split_sizes(n, validation_split)
             take = lambda lo, hi: jax.tree_util.tree_map(lambda a: a[lo:hi], (x, y))
             (x, y), validation_data = take(0, cut), take(cut, n)
             n = cut
@@ -328,88 +293,24 @@ class Trainer:
             val_data, _, val_batches = self._padded(*validation_data, batch_size)
 
         data = jax.device_put({"inputs": x, "targets": jax.tree_util.tree_map(np.asarray, y)})
-        steps = n // batch_size
         callbacks = sorted(([ProgressLogger()] if verbose else []) + list(callbacks), key=lambda cb: cb.order)
-        run = Run(trainer=self, state=state, history=History(), epochs=epochs, steps_per_epoch=steps,
+        run = Run(state=state, history=History(), epochs=epochs, steps_per_epoch=n // batch_size,
                   epoch=initial_epoch, step=int(state.step), totals=self._zero_stats(state, data, batch_size),
-                  guard=self._fresh_guard(state), callbacks=callbacks,
+                  guard=fresh_guard(state.params) if self.check_finite else {}, callbacks=callbacks,
                   log_keys=self._log_keys(state, validation_data is not None))
-        for cb in callbacks:
-            if cb.monitor is not None and cb.monitor not in run.log_keys:
-                raise ValueError(f"{type(cb).__name__} monitors {cb.monitor!r}, which this run never produces; "
-                                 f"it produces: {', '.join(run.log_keys)}")
-        with _SigtermFlag() as sigterm:
-            for cb in callbacks:
-                cb.on_train_begin(run)
-            while run.epoch < epochs and not run.stop_training and not sigterm.requested:
-                self._fit_epoch(run, data, n, batch_size, shuffle, log_every_steps, sigterm)
-                if run.stop_training or sigterm.requested:
-                    break
-                logs = results(self.metric_objects, jax.device_get(run.totals))
-                if validation_data is not None:
-                    val = self._evaluate_padded(run.state, val_data, val_batches, batch_size)
-                    logs.update({f"val_{k}": v for k, v in val.items()})
-                lr = optimizers.learning_rate(run.state.opt_state)
-                if lr is not None:
-                    logs["lr"] = float(lr)
-                run.history.append(run.epoch, logs)
-                run.epoch_done = True
-                for cb in callbacks:
-                    cb.on_epoch_end(run, run.epoch, logs)
-                run.epoch, run.position, run.epoch_done = run.epoch + 1, 0, False
-                run.totals = self._zero_stats(run.state, data, batch_size)
-            if sigterm.requested:
-                for cb in callbacks:
-                    cb.on_interrupt(run)
-                run.stop_reason = (f"Stopped by SIGTERM at step {run.step} (epoch {run.epoch + 1}, step {run.position} "
-                                   f"of {steps}); " + (f"checkpoint saved to {run.last_checkpoint}"
-                                                       if run.last_checkpoint else "no checkpoint was saved"))
-            run.history.stop_reason = run.stop_reason
-            for cb in callbacks:
-                cb.on_train_end(run)
-        if sigterm.requested:
-            raise TrainingInterrupted(run.stop_reason, run.state, run.history)
+
+        def step(state, totals, guard, perm, index):
+            return self._fit_step(state, totals, guard, data, perm, index, batch_size=batch_size)
+
+        def validate(state):
+            return self._evaluate_padded(state, val_data, val_batches, batch_size)
+
+        fit_loop(run, step, lambda state: self._zero_stats(state, data, batch_size), metrics=self.metric_objects,
+                 validate=validate if validation_data is not None else None, num_examples=n, shuffle=shuffle,
+                 log_every_steps=log_every_steps)
         return run.state, run.history
-
-    def _fit_epoch(self, run: Run, data, n, batch_size, shuffle, log_every_steps, sigterm) -> None:
-        """The steps of `run.epoch` from `run.position` on; stops early on SIGTERM, a stop request or NaN."""
-        for cb in run.callbacks:
-            cb.on_epoch_begin(run, run.epoch)
-        perm = _permutation(run.state.key, run.epoch, n) if shuffle else jnp.arange(n)
-        in_flight = collections.deque()
-        for i in range(run.position, run.steps_per_epoch):
-            run.state, run.totals, run.guard = self._fit_step(run.state, run.totals, run.guard, data, perm, i,
-                                                              batch_size=batch_size)
-            run.step, run.position = run.step + 1, i + 1
-            in_flight.append(run.totals)
-            if len(in_flight) > MAX_STEPS_IN_FLIGHT:
-                jax.block_until_ready(in_flight.popleft())
-            if run.step % log_every_steps == 0:
-                if self._stopped_nonfinite(run):
-                    return
-                logs = results(self.metric_objects, jax.device_get(run.totals))
-                for cb in run.callbacks:
-                    cb.on_log(run, logs)
-            for cb in run.callbacks:
-                cb.on_step_end(run, i)
-            if run.stop_training or sigterm.requested:
-                return
-        self._stopped_nonfinite(run)
-
-    def _stopped_nonfinite(self, run: Run) -> bool:
-        if not self.check_finite:
-            return False
-        reason = run.nonfinite()
-        if reason is not None:
-            run.stop_training, run.stop_reason = True, reason
-        return reason is not None
 
     def _log_keys(self, state, validation: bool) -> tuple[str, ...]:
         keys = ("loss", *(m.name for m in self.metric_objects))
         lr = ("lr",) if optimizers.learning_rate(state.opt_state) is not None else ()
         return keys + (tuple(f"val_{k}" for k in keys) if validation else ()) + lr
-
-
-@functools.partial(jax.jit, static_argnums=2)
-def _permutation(key, epoch, n):
-    return jax.random.permutation(derive_key(key, SHUFFLE_STREAM, epoch), n)

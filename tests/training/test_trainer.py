@@ -1,11 +1,13 @@
-"""The functional loop: learning, determinism, exact evaluation, one compile, donation, bad input."""
+"""Trainer: learning, determinism, exact evaluation, one compile, donation, bad input, validation split sizes."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fit_helpers import blobs
 
 from jaxnn import Dense, Dropout, Flatten, Sequential, Trainer, optimizers
 from jaxnn.layers import ShapeError
+from jaxnn.training.trainer import split_sizes
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([0, 1, 1, 0], np.float32)
@@ -25,20 +27,13 @@ def test_xor_needs_a_hidden_layer():
     assert single.evaluate(s_state, XOR_X, XOR_Y)["accuracy"] <= 0.75
 
 
-def _blobs(n=600, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n).astype(np.int32)
-    centers = np.array([[2, 0], [-2, 0], [0, 2.5]], np.float32)
-    return (centers[y] + rng.normal(size=(n, 2))).astype(np.float32), y
-
-
 def _trainer(**kw):
     kw.setdefault("optimizer", "adam")
     return Trainer(Sequential([Dense(16, "relu"), Dropout(0.2), Dense(3, "softmax")]), **kw)
 
 
 def test_same_seed_same_history_other_seed_other_history():
-    x, y = _blobs()
+    x, y = blobs()
     runs = []
     for seed in (0, 0, 1):
         trainer = _trainer()
@@ -51,9 +46,9 @@ def test_same_seed_same_history_other_seed_other_history():
 
 
 def test_fit_learns_and_history_has_keras_keys():
-    x, y = _blobs()
+    x, y = blobs()
     trainer = _trainer()
-    state, history = trainer.fit(trainer.init(0, (2,)), x, y, epochs=5, validation_data=_blobs(200, 1), verbose=0)
+    state, history = trainer.fit(trainer.init(0, (2,)), x, y, epochs=5, validation_data=blobs(200, 1), verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert history.history["val_accuracy"][-1] > 0.85
     assert history.epoch == [0, 1, 2, 3, 4]
@@ -61,7 +56,7 @@ def test_fit_learns_and_history_has_keras_keys():
 
 
 def test_evaluate_counts_every_example_once_whatever_the_batch_size():
-    x, y = _blobs(203)
+    x, y = blobs(203)
     trainer = _trainer()
     state = trainer.init(0, (2,))
     probs = trainer.predict(state, x, batch_size=64)
@@ -76,7 +71,7 @@ def test_evaluate_counts_every_example_once_whatever_the_batch_size():
 
 
 def test_fit_compiles_the_step_once_and_donates_the_state():
-    x, y = _blobs(100)  # 100 = 3 * 32 + 4: the ragged last batch is dropped, not recompiled
+    x, y = blobs(100)  # 100 = 3 * 32 + 4: the ragged last batch is dropped, not recompiled
     trainer = _trainer()
     state = trainer.init(0, (2,))
     old_kernel = state.params["dense"]["kernel"]
@@ -102,14 +97,14 @@ def test_step_keys_differ_per_step_and_are_reproducible():
     (dict(batch_size=1000), "batch_size 1000 is larger than the 100 training examples"),
 ])
 def test_fit_rejects_bad_settings(kwargs, match):
-    x, y = _blobs(100)
+    x, y = blobs(100)
     trainer = _trainer()
     with pytest.raises(ValueError, match=match):
         trainer.fit(trainer.init(0, (2,)), x, y, verbose=0, **kwargs)
 
 
 def test_labels_outside_the_classes_are_rejected_before_training():
-    x, y = _blobs(100)
+    x, y = blobs(100)
     y[5] = 3
     trainer = _trainer()
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\) .* found \[3\]"):
@@ -133,3 +128,9 @@ def test_inputs_that_do_not_fit_the_model_are_rejected():
 def test_unknown_names_fail_when_the_trainer_is_built(kwargs, match):
     with pytest.raises(ValueError, match=match):
         _trainer(**kwargs)
+
+
+@pytest.mark.parametrize("num_examples,validation_split,sizes", [
+    (600, 0.2, (480, 120)), (100, 0.0, (100, 0)), (10, 0.25, (8, 2)), (10, 0.05, (10, 0))])  # halves to even
+def test_split_sizes_hold_out_the_rounded_share(num_examples, validation_split, sizes):
+    assert split_sizes(num_examples, validation_split) == sizes

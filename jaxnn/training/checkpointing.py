@@ -1,0 +1,164 @@
+"""`ModelCheckpoint`: checkpoints of a fit in progress and the resume protocol that continues it exactly."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import checkpoint as ckpt, validation
+from jaxnn.checkpoint_writer import shared_writer
+from jaxnn.io import Background
+from jaxnn.training.loop import Callback, Run
+from jaxnn.training.monitor import improved, resolve_mode
+
+
+class ModelCheckpoint(Callback):
+    """Checkpoints for exact resume: every `every_steps` steps and each epoch end, the last `keep` plus the best.
+
+    A checkpoint holds the TrainState, the epoch's running statistics, the
+    position in the epoch, the History and every callback's state; on train
+    begin (with `restore`) the newest one that verifies is restored, so a
+    stopped run continues exactly where it was. `fingerprint` (plain JSON, e.g.
+    the config) must equal the checkpoint's, else the run is refused naming the
+    first differing field. `save_best_only` saves at epoch ends only, when
+    `monitor` improved. A non-finite run is never saved.
+
+    `writer` says where orbax writes: "process" (a child process shared by the
+    whole program, `jaxnn.checkpoint_writer`, so the writes never hold the
+    loop's GIL), "thread" (a thread of this process, as a multi-process run
+    needs for orbax's coordination), or "auto": "process" when this is the only
+    JAX process.
+    """
+
+    order = 100
+
+    def __init__(self, directory: str | os.PathLike, *, monitor: str | None = "val_loss", mode: str = "auto",
+                 save_best_only: bool = False, every_steps: int = 0, keep: int = 3, restore: bool = True,
+                 fingerprint: dict | None = None, print_fn: Callable[[str], None] | None = print,
+                 writer: str = "auto"):
+        if writer not in ("auto", "process", "thread"):
+            raise ValueError(f"writer must be 'auto', 'process' or 'thread', got {writer!r}")
+        validation.integer("every_steps", every_steps, 0, "a non-negative integer (0: epoch ends only)")
+        if save_best_only and monitor is None:
+            raise ValueError("save_best_only needs a monitor")
+        self.monitor, self.save_best_only, self.every_steps = monitor, save_best_only, every_steps
+        self.mode = resolve_mode(monitor, mode) if monitor else None
+        self.manager = ckpt.CheckpointManager(directory, keep=keep, best_mode=self.mode)
+        self.restore, self.fingerprint, self.print_fn = restore, fingerprint, print_fn
+        self.writer = writer
+        self._io = Background()
+
+    def check_compatible(self) -> None:
+        """Refuse (CheckpointMismatchError) if the newest checkpoint's fingerprint differs; reads metadata only."""
+        meta = self.manager.latest_meta()
+        if meta is not None:
+            self._check_fingerprint(meta)
+
+    def _check_fingerprint(self, meta: dict) -> None:
+        if self.fingerprint is None:
+            return
+        saved = meta.get("fingerprint")
+        field = _first_difference(saved, self.fingerprint)
+        if field is not None:
+            path, old, new = field
+            raise ckpt.CheckpointMismatchError(
+                f"{self.manager.directory} holds checkpoints of a different run: {path or 'config'} is {old!r} "
+                f"there and {new!r} here; use another workdir, or move that one away")
+
+    def on_train_begin(self, run):
+        self.best = None
+        if not self.restore:
+            return
+        where = f"checkpoint in {self.manager.directory}"
+
+        def validate(meta):
+            self._check_fingerprint(meta)
+            spec = ckpt.saved_spec(meta)
+            ckpt.check_structure(spec, run.state, "state/", where)
+            ckpt.check_structure(spec, run.totals, "totals/", where)
+
+        restored = self.manager.restore(validate)
+        if restored is None:
+            return
+        flat, meta = restored
+        run.state = ckpt.unflatten(flat, run.state, "state/", where)
+        run.totals = ckpt.unflatten(flat, run.totals, "totals/", where)
+        run.epoch, run.position, run.step = meta["epoch"], meta["position"], meta["step"]
+        run.history.history = {k: list(v) for k, v in meta["history"]["history"].items()}
+        run.history.epoch = list(meta["history"]["epoch"])
+        run.stop_training = meta["stop_training"]
+        self.best = meta.get("best")
+        for name, cb in run.named_callbacks().items():
+            prefix = f"callbacks/{name}/"
+            arrays = {p[len(prefix):]: a for p, a in flat.items() if p.startswith(prefix)}
+            cb.load_state_dict(run, meta["callbacks"].get(name, {}), arrays)
+        if self.print_fn is not None:
+            self.print_fn(f"Resuming from {os.path.basename(self.manager.path(meta['step']))}: epoch {run.epoch + 1}, "
+                          f"step {run.position} of {run.steps_per_epoch} in the epoch (global step {run.step})")
+
+    def save(self, run: Run, metric: float | None = None) -> str | None:
+        """Checkpoint the run now (skipped, with a warning, if it is no longer finite).
+
+        The arrays are copied to the host here (the step donates their device
+        buffers); writing them happens in the background (see `writer`),
+        finished before the next save and at the end of training.
+        """
+        found = run.find_nonfinite()
+        if found is not None:
+            warnings.warn(f"checkpoint at step {run.step} skipped: {found}", RuntimeWarning, stacklevel=2)
+            return None
+        named = run.named_callbacks()
+        callback_arrays = {name: a for name, cb in named.items() if (a := cb.arrays(run)) is not None}
+        epoch, position = run.resume_point()
+        meta = {"epoch": epoch, "position": position, "stop_training": run.stop_training, "best": self.best,
+                "history": {"history": run.history.history, "epoch": run.history.epoch},
+                "callbacks": {name: cb.state_dict(run) for name, cb in named.items()},
+                "fingerprint": self.fingerprint}
+        if run.epoch_done:  # the resume point is the next epoch's start, whose running totals are zero
+            spec = ckpt.tree_spec(run.totals, "totals/")
+            totals = {p: np.zeros(shape, jnp.dtype(dtype)) for p, (shape, dtype) in spec.items()}
+        else:
+            totals = ckpt.flatten(run.totals, "totals/")
+        state = {f"state/{p}": a for p, a in run.host_state().items()}
+        flat = {**ckpt.flatten({"callbacks": callback_arrays}), **state, **totals}  # flatten's (sorted) order
+        if self.writer == "process" or (self.writer == "auto" and jax.process_count() == 1):
+            self._io.submit(shared_writer().save, self.manager, run.step, flat, meta, metric)
+        else:
+            self._io.submit(self.manager.save, run.step, flat, meta, metric)
+        run.last_checkpoint = self.manager.path(run.step)
+        return run.last_checkpoint
+
+    def on_step_end(self, run, step):
+        if self.every_steps and run.step % self.every_steps == 0 and run.position < run.steps_per_epoch:
+            if not self.save_best_only:
+                self.save(run)
+
+    def on_epoch_end(self, run, epoch, logs):
+        current = logs.get(self.monitor) if self.monitor else None
+        better = current is not None and improved(self.mode, current, self.best, 0.0)
+        if better:
+            self.best = current
+        if better or not self.save_best_only:
+            self.save(run, metric=current)
+
+    def on_interrupt(self, run):
+        self.save(run)
+        self._io.wait()
+
+    def on_train_end(self, run):
+        self._io.close()
+
+
+def _first_difference(old, new, path: str = ""):
+    """(dotted path, old value, new value) of the first difference between two JSON trees, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(new) + [k for k in old if k not in new]:
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+        return None
+    return None if old == new else (path, old, new)

@@ -1,0 +1,247 @@
+"""The fit loop that `Trainer.fit` drives: the live `Run`, the callback hooks it calls, SIGTERM, bounded dispatch.
+
+Each hook gets the live `Run` (state, history, position, running statistics);
+a callback stops training by setting `run.stop_training = True` (and
+`run.stop_reason`), and may replace `run.state` (to restore the best weights,
+to lower the learning rate). Hooks, in the order the loop calls them:
+
+    on_train_begin(run)           after set-up (ModelCheckpoint restores here)
+    on_epoch_begin(run, epoch)
+    on_step_end(run, batch)       after every step; `run.step` is the global step
+    on_log(run, logs)             every `log_every_steps` steps: running epoch means
+    on_epoch_end(run, epoch, logs)
+    on_interrupt(run)             SIGTERM: save what is needed to resume
+    on_train_end(run)
+
+Callbacks run in list order, except that those with a higher `order` run later
+(ModelCheckpoint runs last, so it saves what the others changed). A callback
+whose state matters for an exact resume returns it from `state_dict` (plain
+JSON values) and `arrays` (a pytree), and takes it back in `load_state_dict`.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import signal
+import threading
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import checkpoint as ckpt, optimizers
+from jaxnn.training.guard import NonFinite, decode_guard
+from jaxnn.training.history import History
+from jaxnn.training.state import epoch_permutation
+from jaxnn.training.steps import results
+
+# Steps allowed in flight before the loop waits: bounds host run-ahead (and the
+# all-reduce stalls DESIGN.md measured on simulated multi-device meshes).
+MAX_STEPS_IN_FLIGHT = 2
+
+
+class TrainingInterrupted(RuntimeError):
+    """fit stopped on SIGTERM after saving a checkpoint; `.state` and `.history` are the run's at that point."""
+
+    def __init__(self, message: str, state, history):
+        super().__init__(message)
+        self.state, self.history = state, history
+
+
+@dataclasses.dataclass
+class Run:
+    """What callbacks see of a fit in progress."""
+
+    state: Any
+    history: History
+    epochs: int
+    steps_per_epoch: int
+    stop_training: bool = False
+    stop_reason: str | None = None
+    nonfinite: NonFinite | None = None  # set with stop_reason when a NaN/inf stopped the run
+    epoch: int = 0  # the current epoch, from 0
+    position: int = 0  # steps done in the current epoch
+    step: int = 0  # global step
+    epoch_done: bool = False  # the current epoch's logs are in the history
+    totals: Any = None  # running statistics of the current epoch (device arrays)
+    guard: Any = None  # the non-finite guard (`guard.fresh_guard`) with check_finite, else {}
+    callbacks: list = dataclasses.field(default_factory=list)
+    log_keys: tuple = ()
+    last_checkpoint: str | None = None
+    _host: tuple = dataclasses.field(default=(None, None), repr=False)  # (a state, its host copy)
+
+    def host_state(self) -> dict[str, np.ndarray]:
+        """The TrainState copied to the host (path -> array), made once per state, so callbacks that
+        need it at one epoch end (TensorBoard's histograms, ModelCheckpoint) share one copy."""
+        state, host = self._host
+        if state is not self.state:
+            host = ckpt.flatten(self.state)
+            self._host = (self.state, host)
+        return host
+
+    def named_callbacks(self) -> dict[str, Callback]:
+        """Callbacks by a stable name (`EarlyStopping`, `EarlyStopping_1`, ...) for checkpoint state."""
+        names: dict[str, Callback] = {}
+        for cb in self.callbacks:
+            base = type(cb).__name__
+            name, n = base, 0
+            while name in names:
+                n += 1
+                name = f"{base}_{n}"
+            names[name] = cb
+        return names
+
+    def resume_point(self) -> tuple[int, int]:
+        """(epoch, steps done in it) to continue from if the run stopped now."""
+        return (self.epoch + 1, 0) if self.epoch_done else (self.epoch, self.position)
+
+    def find_nonfinite(self) -> NonFinite | None:
+        """Why the run is no longer finite (see `guard.decode_guard`), or None. Syncs with the device."""
+        return decode_guard(self.guard, self.totals, self.step, self.epoch)
+
+    def stop_nonfinite(self, found: NonFinite) -> None:
+        """Stop training because of `found`; the History keeps it as `stop_reason` and `nonfinite`."""
+        self.stop_training, self.stop_reason, self.nonfinite = True, str(found), found
+
+
+class Callback:
+    """Base class; override the hooks you need (each a no-op here)."""
+
+    order = 0
+    monitor: str | None = None
+
+    def on_train_begin(self, run: Run) -> None: ...
+
+    def on_epoch_begin(self, run: Run, epoch: int) -> None: ...
+
+    def on_step_end(self, run: Run, step: int) -> None: ...
+
+    def on_log(self, run: Run, logs: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, float]) -> None: ...
+
+    def on_interrupt(self, run: Run) -> None: ...
+
+    def on_train_end(self, run: Run) -> None: ...
+
+    def state_dict(self, run: Run) -> dict:
+        """Plain JSON values needed to resume this callback exactly."""
+        return {}
+
+    def arrays(self, run: Run):
+        """A pytree of arrays needed to resume this callback exactly (None if none)."""
+        return None
+
+    def load_state_dict(self, run: Run, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Take back what `state_dict` and `arrays` saved (`arrays` as path -> array)."""
+
+
+class StepsInFlight:
+    """Bounded async dispatch: `push` each step's output; once more than `limit` are in flight, it blocks
+    until the oldest is ready, so the host never runs far ahead of the device."""
+
+    def __init__(self, limit: int = MAX_STEPS_IN_FLIGHT):
+        self.limit, self._queue = limit, collections.deque()
+
+    def push(self, tree) -> None:
+        """Record a step's output (a pytree of device arrays); wait on the oldest beyond `limit`."""
+        self._queue.append(tree)
+        if len(self._queue) > self.limit:
+            jax.block_until_ready(self._queue.popleft())
+
+
+class SigtermFlag:
+    """Within the block, SIGTERM only sets `requested` (checked between steps); the old handler comes back after."""
+
+    requested = False
+
+    def __enter__(self):
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequence, validate: Callable | None,
+             num_examples: int, shuffle: bool, log_every_steps: int) -> None:
+    """Run `run.epochs` epochs of `step` with the callbacks' hooks; raises TrainingInterrupted after a SIGTERM.
+
+    `step(state, totals, guard, perm, index)` runs the batch `perm[index*b:(index+1)*b]`;
+    `zero_totals(state)` gives an epoch's starting statistics; `validate(state)`
+    the validation logs (without the `val_` prefix) of an epoch end.
+    """
+    for cb in run.callbacks:
+        if cb.monitor is not None and cb.monitor not in run.log_keys:
+            raise ValueError(f"{type(cb).__name__} monitors {cb.monitor!r}, which this run never produces; "
+                             f"it produces: {', '.join(run.log_keys)}")
+    with SigtermFlag() as sigterm:
+        for cb in run.callbacks:
+            cb.on_train_begin(run)
+        while run.epoch < run.epochs and not run.stop_training and not sigterm.requested:
+            _fit_epoch(run, step, metrics, num_examples, shuffle, log_every_steps, sigterm)
+            if run.stop_training or sigterm.requested:
+                break
+            logs = results(metrics, jax.device_get(run.totals))
+            if validate is not None:
+                logs.update({f"val_{k}": v for k, v in validate(run.state).items()})
+            lr = optimizers.learning_rate(run.state.opt_state)
+            if lr is not None:
+                logs["lr"] = float(lr)
+            run.history.append(run.epoch, logs)
+            run.epoch_done = True
+            for cb in run.callbacks:
+                cb.on_epoch_end(run, run.epoch, logs)
+            run.epoch, run.position, run.epoch_done = run.epoch + 1, 0, False
+            run.totals = zero_totals(run.state)
+        if sigterm.requested:
+            for cb in run.callbacks:
+                cb.on_interrupt(run)
+            run.stop_reason = (f"Stopped by SIGTERM at step {run.step} (epoch {run.epoch + 1}, step {run.position} "
+                               f"of {run.steps_per_epoch}); " + (f"checkpoint saved to {run.last_checkpoint}"
+                                                                 if run.last_checkpoint else "no checkpoint was saved"))
+        run.history.stop_reason, run.history.nonfinite = run.stop_reason, run.nonfinite
+        for cb in run.callbacks:
+            cb.on_train_end(run)
+    if sigterm.requested:
+        raise TrainingInterrupted(run.stop_reason, run.state, run.history)
+
+
+def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, sigterm) -> None:
+    """The steps of `run.epoch` from `run.position` on; stops early on SIGTERM, a stop request or NaN."""
+    for cb in run.callbacks:
+        cb.on_epoch_begin(run, run.epoch)
+    perm = epoch_permutation(run.state.key, run.epoch, num_examples) if shuffle else jnp.arange(num_examples)
+    in_flight = StepsInFlight()
+    for i in range(run.position, run.steps_per_epoch):
+        run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, i)
+        run.step, run.position = run.step + 1, i + 1
+        in_flight.push(run.totals)
+        if run.step % log_every_steps == 0:
+            if _stopped_nonfinite(run):
+                return
+            logs = results(metrics, jax.device_get(run.totals))
+            for cb in run.callbacks:
+                cb.on_log(run, logs)
+        for cb in run.callbacks:
+            cb.on_step_end(run, i)
+        if run.stop_training or sigterm.requested:
+            return
+    _stopped_nonfinite(run)
+
+
+def _stopped_nonfinite(run: Run) -> bool:
+    """With the guard of check_finite: stop the run if it went non-finite."""
+    if not run.guard:
+        return False
+    found = run.find_nonfinite()
+    if found is not None:
+        run.stop_nonfinite(found)
+    return found is not None

@@ -1,0 +1,101 @@
+"""ModelCheckpoint: exact resume after a SIGTERM at several points, refusing another model's or run's
+checkpoints, save_best_only, reuse across fits, and one host copy of the state shared with TensorBoard."""
+import os
+import signal
+
+import numpy as np
+import pytest
+from fit_helpers import blobs, classifier, fit, params, scripted
+
+from jaxnn import checkpoint as ckpt, optimizers
+from jaxnn.checkpoint import CheckpointMismatchError
+from jaxnn.training.callbacks import EarlyStopping, LambdaCallback, ReduceLROnPlateau, TensorBoard
+from jaxnn.training.checkpointing import ModelCheckpoint
+from jaxnn.training.loop import TrainingInterrupted
+
+
+def test_tensorboard_and_checkpoints_share_one_host_copy_of_the_state_per_epoch_end(tmp_path, monkeypatch):
+    copies, flatten = [], ckpt.flatten
+
+    def counting(tree, prefix=""):
+        copies.extend([tree] if hasattr(tree, "opt_state") else [])
+        return flatten(tree, prefix)
+
+    monkeypatch.setattr(ckpt, "flatten", counting)
+    state, _ = fit(classifier(), [TensorBoard(tmp_path / "tb"), ModelCheckpoint(tmp_path / "ckpt", print_fn=None)],
+                    epochs=3)
+    assert len(copies) == 3 and copies[-1] is state
+    saved, _ = ckpt.load_checkpoint(ckpt.CheckpointManager(tmp_path / "ckpt").path(int(state.step)))
+    assert all(np.array_equal(saved[f"state/{p}"], a) for p, a in flatten(state).items())
+
+
+def _resumable(directory, extra=(), writer="auto"):
+    return [EarlyStopping(patience=10, restore_best_weights=True), ReduceLROnPlateau(patience=1, factor=0.5),
+            ModelCheckpoint(directory, every_steps=5, keep=2, print_fn=None, writer=writer), *extra]
+
+
+def _sigterm_at(step):
+    def maybe_kill(run, batch):
+        if run.step == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return LambdaCallback(on_step_end=maybe_kill)
+
+
+@pytest.mark.parametrize("stop_step,writer", [  # mid-epoch 1, the end of epoch 1, mid-epoch 3
+    (7, "auto"), (15, "auto"), (37, "auto"), (37, "thread")])
+def test_sigterm_saves_and_a_resumed_fit_is_bit_identical(tmp_path, stop_step, writer):
+    whole_state, whole_history = fit(classifier(), _resumable(tmp_path / "whole"), epochs=3)
+    with pytest.raises(TrainingInterrupted, match=f"Stopped by SIGTERM at step {stop_step} .*checkpoint saved to"):
+        fit(classifier(), _resumable(tmp_path / "cut", [_sigterm_at(stop_step)], writer), epochs=3)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after fit
+    state, history = fit(classifier(), _resumable(tmp_path / "cut", writer=writer), epochs=3)
+    assert history.history == whole_history.history
+    assert int(state.step) == int(whole_state.step)
+    for got, want in zip(params(state), params(whole_state)):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("trainer,match", [
+    (classifier(hidden=8), r"first mismatch at state/params/dense/bias: checkpoint has shape \(16,\) float32, "
+                         r"the model \(8,\) float32"),
+    (classifier(optimizer=optimizers.get("sgd")),  # adam's state offered to sgd: refused before optax sees it
+     r"state/opt_state/inner_state/0/count \(\) is in the checkpoint but not in the model"),
+])
+def test_checkpoints_of_another_model_are_refused_and_left_untouched(tmp_path, trainer, match):
+    fit(classifier(), [ModelCheckpoint(tmp_path, print_fn=None)], epochs=1)
+    before = sorted((p, os.path.getmtime(os.path.join(d, p))) for d, _, ps in os.walk(tmp_path) for p in ps)
+    with pytest.raises(CheckpointMismatchError, match=match):
+        fit(trainer, [ModelCheckpoint(tmp_path, print_fn=None)], epochs=2)
+    assert sorted((p, os.path.getmtime(os.path.join(d, p))) for d, _, ps in os.walk(tmp_path) for p in ps) == before
+
+
+def test_model_checkpoint_refuses_an_unknown_writer(tmp_path):
+    with pytest.raises(ValueError, match="writer must be 'auto', 'process' or 'thread', got 'disk'"):
+        ModelCheckpoint(tmp_path, writer="disk")
+
+
+def test_a_different_fingerprint_names_the_first_differing_field(tmp_path):
+    fit(classifier(), [ModelCheckpoint(tmp_path, fingerprint={"optimizer": {"learning_rate": 0.01}},
+                                      print_fn=None)], epochs=1)
+    other = ModelCheckpoint(tmp_path, fingerprint={"optimizer": {"learning_rate": 0.1}})
+    with pytest.raises(CheckpointMismatchError, match="optimizer.learning_rate is 0.01 there and 0.1 here"):
+        other.check_compatible()
+
+
+def test_save_best_only_keeps_checkpoints_of_improving_epochs(tmp_path):
+    mc = ModelCheckpoint(tmp_path, save_best_only=True, keep=10, print_fn=None)
+    fit(classifier(), [scripted("val_loss", [1.0, 0.5, 0.7, 0.4, 0.9, 0.8]), mc])
+    assert mc.manager.steps() == [15, 30, 60]
+    assert mc.manager.best_step() == 60
+
+
+def test_callbacks_can_be_reused_across_fits(tmp_path):
+    trainer = classifier()
+    x, y = blobs()
+    callbacks = [EarlyStopping(patience=5, restore_best_weights=True),
+                 ModelCheckpoint(tmp_path, restore=False, print_fn=None)]
+    state = trainer.init(0, (2,))
+    for _ in range(2):  # the best weights of the first fit were handed back: the second must not reuse them
+        state, history = trainer.fit(state, x, y, epochs=2, validation_split=0.2, callbacks=callbacks, verbose=0)
+    assert len(history.epoch) == 2 and int(state.step) == 60
