@@ -73,10 +73,8 @@ class WriterProcess:
         self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen:
-        import jaxnn
-
         env = dict(os.environ, JAX_PLATFORMS="cpu")  # never claim the parent's GPU or TPU
-        root = os.path.dirname(os.path.dirname(os.path.abspath(jaxnn.__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the directory holding jaxnn/
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         serve_parent = "import sys; from jaxnn.checkpoint_writer import serve; serve(*map(int, sys.argv[1:]))"
         fd = self._region.fd

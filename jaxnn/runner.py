@@ -9,7 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.tasks import TASKS
-from jaxnn.tasks.classify import NonFiniteError
+from jaxnn.training.guard import NonFiniteError
 from jaxnn.tasks.common import write_results
 
 __all__ = ["NonFiniteError", "run"]

@@ -23,12 +23,9 @@ from jaxnn.models import summary
 from jaxnn.tasks.common import TASKS
 from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, PlotHistory, ReduceLROnPlateau,
                                       TensorBoard, TerminateOnNaN)
+from jaxnn.training.guard import NonFiniteError
 from jaxnn.training.history import History
-from jaxnn.training.trainer import Trainer
-
-
-class NonFiniteError(RuntimeError):
-    """Training stopped on a NaN or inf; the message names the step (and parameter), the checkpoints stay."""
+from jaxnn.training.trainer import Trainer, split_sizes
 
 
 def build_trainer(experiment: Experiment, total_steps: int) -> Trainer:
@@ -49,11 +46,6 @@ def _callbacks(train: dict, workdir: str, checkpointer: ModelCheckpoint) -> list
     if train["tensorboard"]:
         callbacks.append(TensorBoard(os.path.join(workdir, "tensorboard"), histogram_freq=train["histogram_freq"]))
     return callbacks + [checkpointer]
-
-
-def _steps_per_epoch(num_examples: int, train: dict) -> int:
-    kept = num_examples - int(round(num_examples * train["validation_split"]))
-    return kept // train["batch_size"]
 
 
 @TASKS.register("classify")
@@ -79,7 +71,8 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         **data.dataset_options(ds))
 
     train = experiment.train
-    trainer = build_trainer(experiment, _steps_per_epoch(x_train.shape[0], train) * train["epochs"])
+    steps_per_epoch = split_sizes(x_train.shape[0], train["validation_split"])[0] // train["batch_size"]
+    trainer = build_trainer(experiment, steps_per_epoch * train["epochs"])
     state = trainer.init(jax.random.key(experiment.seed), x_train.shape[1:])
     summary(trainer.model, x_train.shape[1:], params=state.params, state=state.model_state, print_fn=print_fn,
             policy=trainer.policy)
@@ -89,11 +82,11 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         callbacks=_callbacks(train, workdir, checkpointer), verbose=int(print_fn is not None),
         log_every_steps=train["log_every_steps"],
     )
-    if history.stop_reason and history.stop_reason.startswith("non-finite"):
+    if history.nonfinite is not None:
         kept = checkpointer.manager.steps()
-        raise NonFiniteError(f"{history.stop_reason}; " + (f"last good checkpoint: step {kept[-1]} in "
-                                                           f"{checkpointer.manager.directory}" if kept else
-                                                           "no checkpoint was saved before it"))
+        raise NonFiniteError(f"{history.nonfinite}; " + (f"last good checkpoint: step {kept[-1]} in "
+                                                         f"{checkpointer.manager.directory}" if kept else
+                                                         "no checkpoint was saved before it"))
     test = trainer.evaluate(state, x_test, y_test, batch_size=experiment.eval["batch_size"])
     results = {f"test_{k}": v for k, v in test.items()}
     results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 2),

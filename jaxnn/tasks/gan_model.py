@@ -15,7 +15,6 @@ state's base key and the step number only, as in `TrainState`.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import os
@@ -31,8 +30,8 @@ from jaxnn import validation
 from jaxnn.layers.base import Layer, ShapeError, abstract_init, as_shape
 from jaxnn.losses import binary_crossentropy
 from jaxnn.training.history import History
-from jaxnn.training.state import SHUFFLE_STREAM, STEP_STREAM, derive_key
-from jaxnn.training.loop import MAX_STEPS_IN_FLIGHT
+from jaxnn.training.loop import StepsInFlight
+from jaxnn.training.state import STEP_STREAM, derive_key, epoch_permutation
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 
@@ -197,24 +196,17 @@ class GAN:
                            f"a positive integer at most the {n} images")
         data, steps, history = jax.device_put(images), n // batch_size, History()
         for epoch in range(epochs):
-            perm = _permutation(state.key, epoch, n)
-            totals, in_flight = {k: jnp.zeros((), jnp.float32) for k in METRICS}, collections.deque()
+            perm = epoch_permutation(state.key, epoch, n)
+            totals, in_flight = {k: jnp.zeros((), jnp.float32) for k in METRICS}, StepsInFlight()
             for i in range(steps):
                 state, metrics = self.train_step(state, _take_batch(data, perm, i, batch_size))
                 totals = _add(totals, metrics)
-                in_flight.append(totals)
-                if len(in_flight) > MAX_STEPS_IN_FLIGHT:
-                    jax.block_until_ready(in_flight.popleft())
+                in_flight.push(totals)
             logs = {k: float(v) / steps for k, v in jax.device_get(totals).items()}
             history.append(epoch, logs)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, state, logs)
         return state, history
-
-
-@functools.partial(jax.jit, static_argnums=2)
-def _permutation(key, epoch, n):
-    return jax.random.permutation(derive_key(key, SHUFFLE_STREAM, epoch), n)
 
 
 @functools.partial(jax.jit, static_argnums=3)

@@ -3,7 +3,7 @@ from jaxnn.training import callbacks
 from jaxnn.training.callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint,
                                       PlotHistory, ProgressLogger, ReduceLROnPlateau, Run, TensorBoard,
                                       TerminateOnNaN)
-from jaxnn.training.guard import NonFinite
+from jaxnn.training.guard import NonFinite, NonFiniteError
 from jaxnn.training.history import History, plot_history
 from jaxnn.training.loop import TrainingInterrupted
 from jaxnn.training.precision import Policy, get_policy

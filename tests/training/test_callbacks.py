@@ -157,12 +157,13 @@ def test_early_stopping_on_the_seed_model_returns_the_best_validation_epoch():
 
     from jaxnn import data
     from jaxnn.config import build
+    from jaxnn.tasks.classify import build_trainer
 
     path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "fashion_mnist_seed.py"
     spec = importlib.util.spec_from_file_location("seed_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    trainer = build(module.get_config()).trainer  # Dense(100, sigmoid) -> Dense(10, softmax), Keras's RMSprop
+    trainer = build_trainer(build(module.get_config()), total_steps=1)  # Dense(100, sigmoid) -> Dense(10, softmax), Keras's RMSprop
     x, y = data.load_arrays("fashion_mnist", "train[:2000]")
     es = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
     state, history = trainer.fit(trainer.init(0, x.shape[1:]), x, y, epochs=60, batch_size=32,
