@@ -59,7 +59,7 @@ def transfer_models(layer_specs, image_shape, num_base_classes: int, num_target_
 def _transfer_plan(config: ml_collections.ConfigDict) -> dict:
     """Every field of a transfer config checked, the models built and the freeze patterns tried on their params."""
     from jaxnn import transfer
-    from jaxnn.layers.base import abstract_init
+    from jaxnn.layers.shapes import abstract_init
 
     seed = check_sections(config, _TRANSFER_SECTIONS)
     dataset = config_section(config, "dataset", _TRANSFER_DATASET)

@@ -31,8 +31,8 @@ import numpy as np
 import optax
 
 from jaxnn import losses, metrics as metrics_lib, optimizers, validation
-from jaxnn.functional import is_shape
-from jaxnn.layers.base import Layer, ShapeError, as_shape
+from jaxnn.layers.base import Layer
+from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.training.callbacks import Callback, ProgressLogger, Run
 from jaxnn.training.history import History
 from jaxnn.training.precision import LossScale, get_policy
