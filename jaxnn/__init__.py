@@ -9,8 +9,8 @@ from jaxnn.layers import (ELU, GRU, LSTM, Activation, Add, Average, AveragePooli
                           Multiply, PReLU, RandomFlip, RandomTranslation, ReLU, Reshape, RReLU, ShapeError, SimpleRNN,
                           Softmax, SpatialDropout1D, SpatialDropout2D, Subtract)
 from jaxnn.losses import to_categorical
-from jaxnn.functional import Input, Model
-from jaxnn.models import Sequential, summary
+from jaxnn.layers import Input
+from jaxnn.models import Model, Sequential, summary
 from jaxnn.multi_output import MultiOutputLoss, OutputMetric
 from jaxnn.training import Callback, History, Trainer, TrainState, plot_history
 from jaxnn.training import callbacks  # jaxnn.callbacks.EarlyStopping, ModelCheckpoint, ...

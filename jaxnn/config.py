@@ -22,7 +22,7 @@ import optax
 
 from jaxnn import data, losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.layers import Dense, Dropout, Flatten, Layer, from_spec
-from jaxnn.layers.base import abstract_init
+from jaxnn.layers.shapes import abstract_init
 from jaxnn.models import Sequential
 from jaxnn.registry import Registry
 

@@ -1,11 +1,13 @@
-"""Layers by family; `LAYERS` maps Keras class names to layer classes for configs."""
+"""Layers by family, the protocol (`base`), shapes and symbolic tracing; `LAYERS` maps Keras class names to
+layer classes for configs."""
 from jaxnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, RReLU, Softmax
 from jaxnn.layers.augment import RandomFlip, RandomTranslation
-from jaxnn.layers.base import Layer, ShapeError, abstract_init, count_params
+from jaxnn.layers.base import Layer, count_params, layer_from_spec
 from jaxnn.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose
 from jaxnn.layers.core import (Activation, Dense, Dropout, Flatten, Masking, Reshape, SpatialDropout1D,
                                SpatialDropout2D)
 from jaxnn.layers.embedding import Embedding
+from jaxnn.layers.input import Input, InputLayer
 from jaxnn.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from jaxnn.layers.normalization import BatchNormalization, LayerNormalization
 from jaxnn.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
@@ -13,6 +15,7 @@ from jaxnn.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D,
                                   GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                                   MaxPooling1D, MaxPooling2D)
 from jaxnn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from jaxnn.layers.shapes import ShapeError, abstract_init, as_shape, is_shape
 from jaxnn.layers.wrappers import FlaxModule, FlaxNNX, FunctionLayer
 from jaxnn.registry import Registry
 
@@ -30,11 +33,4 @@ for _cls in (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
 
 def from_spec(spec: dict) -> Layer:
     """Build a layer from a config dict such as `{"type": "Dense", "units": 10}`."""
-    spec = dict(spec)
-    if "type" not in spec:
-        raise ValueError(f"layer spec needs a 'type' field, got {spec!r}")
-    cls = LAYERS.get(spec.pop("type"))
-    try:
-        return cls(**spec)
-    except TypeError as e:
-        raise ValueError(f"bad arguments for layer {cls.__name__}: {e}") from None
+    return layer_from_spec(LAYERS, spec)

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import activations, initializers, validation
-from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key
+from jaxnn.layers.base import Layer, require_key
+from jaxnn.layers.shapes import ShapeError, as_shape
 
 
 def _check_number(layer: str, field: str, value, minimum: float | None = 0.0, allow_none: bool = False):

@@ -12,7 +12,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, as_shape, require_key, require_rank
+from jaxnn.layers.base import Layer, require_key, require_rank
+from jaxnn.layers.shapes import as_shape
 
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 _FILL_MODES = ("constant", "nearest", "reflect")

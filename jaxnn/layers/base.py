@@ -3,9 +3,10 @@
     output_shape, params, state = layer.init(key, (None, 28, 28))
     y, new_state = layer.apply(params, x, state=state, key=key, train=True)
 
-Shapes carry the batch dimension as None. `params` (trained) and `state`
-(non-trained, e.g. BatchNorm statistics) are nested dicts of arrays; a layer
-without any returns `{}`.
+Shapes carry the batch dimension as None (`jaxnn.layers.shapes`). `params`
+(trained) and `state` (non-trained, e.g. BatchNorm statistics) are nested
+dicts of arrays; a layer without any returns `{}`. Calling a layer on
+symbolic tensors builds a graph (`jaxnn.layers.symbolic`).
 
 Masks follow Keras's implicit masking: a layer may make a (batch, time) bool
 mask of real steps (`Embedding(mask_zero=True)`, `Masking`), layers that
@@ -23,21 +24,11 @@ from typing import Any, ClassVar
 
 import jax
 
-Shape = tuple
+from jaxnn.layers.shapes import Shape, ShapeError, abstract_init
+from jaxnn.layers.symbolic import call_layer
+
 Params = dict
 State = dict
-
-
-class ShapeError(ValueError):
-    """A shape that does not fit a layer; `path` names the layer inside its model."""
-
-    def __init__(self, message: str, path: tuple[str, ...] = ()):
-        self.message = message
-        self.path = path
-        super().__init__(f"{'/'.join(path)}: {message}" if path else message)
-
-    def within(self, name: str) -> "ShapeError":
-        return ShapeError(self.message, (name, *self.path))
 
 
 def snake_case(name: str) -> str:
@@ -49,17 +40,6 @@ def snake_case(name: str) -> str:
 def count_params(tree) -> int:
     """Number of scalars in a pytree of arrays (or ShapeDtypeStructs)."""
     return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree))
-
-
-def as_shape(input_shape) -> Shape:
-    """A shape tuple with the batch dimension first (None or an int)."""
-    try:
-        shape = tuple(None if d is None else int(d) for d in input_shape)
-    except TypeError:
-        raise ShapeError(f"input_shape must be a tuple of ints (batch as None), got {input_shape!r}") from None
-    if any(d is not None and d <= 0 for d in shape):
-        raise ShapeError(f"input_shape dimensions must be positive, got {shape}")
-    return shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +65,6 @@ class Layer:
 
     def __call__(self, inputs):
         """Call on symbolic tensors (from `jaxnn.Input`) to build a graph model; returns symbolic outputs."""
-        from jaxnn.functional import call_layer  # the graph builder sits above the layers
-
         return call_layer(self, inputs)
 
     @property
@@ -117,17 +95,16 @@ class Layer:
         }]
 
 
-def abstract_init(layer: Layer, input_shape: Shape) -> tuple[Shape, Params, State]:
-    """`layer.init` under `jax.eval_shape`: output shape and ShapeDtypeStruct trees, no compute."""
-    box = {}
-
-    def init(key):
-        out_shape, params, state = layer.init(key, as_shape(input_shape))
-        box["shape"] = out_shape
-        return params, state
-
-    params, state = jax.eval_shape(init, jax.random.key(0))
-    return box["shape"], params, state
+def layer_from_spec(registry, spec: dict) -> Layer:
+    """A layer from a config dict such as `{"type": "Dense", "units": 10}`, its type looked up in `registry`."""
+    spec = dict(spec)
+    if "type" not in spec:
+        raise ValueError(f"layer spec needs a 'type' field, got {spec!r}")
+    cls = registry.get(spec.pop("type"))
+    try:
+        return cls(**spec)
+    except TypeError as e:
+        raise ValueError(f"bad arguments for layer {cls.__name__}: {e}") from None
 
 
 def dict_inputs(layer: Layer, x, keys: tuple[str, ...]) -> tuple:

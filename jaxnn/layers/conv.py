@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import activations, initializers, validation
-from jaxnn.layers.base import Layer, ShapeError, as_shape
+from jaxnn.layers.base import Layer
+from jaxnn.layers.shapes import ShapeError, as_shape
 
 _SPATIAL = "DHW"  # lax dimension letters for up to three spatial axes
 

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import activations, initializers, validation
-from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key, require_rank
+from jaxnn.layers.base import Layer, require_key, require_rank
+from jaxnn.layers.shapes import ShapeError, as_shape
 
 
 def _check_activation(spec):

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import initializers, validation
-from jaxnn.layers.base import Layer, ShapeError, as_shape
+from jaxnn.layers.base import Layer
+from jaxnn.layers.shapes import ShapeError, as_shape
 
 
 def _positive_int(layer: str, field: str, value):

@@ -14,7 +14,8 @@ from typing import Callable, ClassVar
 import jax.numpy as jnp
 
 from jaxnn import validation
-from jaxnn.layers.base import Layer, ShapeError, as_shape
+from jaxnn.layers.base import Layer
+from jaxnn.layers.shapes import ShapeError, as_shape
 
 
 def _fmt(shapes) -> str:

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import initializers, validation
-from jaxnn.layers.base import Layer, ShapeError, as_shape
+from jaxnn.layers.base import Layer
+from jaxnn.layers.shapes import ShapeError, as_shape
 
 
 def _resolve_axes(layer: Layer, axis, ndim: int) -> tuple[int, ...]:

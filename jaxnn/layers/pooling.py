@@ -15,7 +15,8 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, ShapeError, as_shape, dict_inputs, require_rank
+from jaxnn.layers.base import Layer, dict_inputs, require_rank
+from jaxnn.layers.shapes import ShapeError, as_shape
 from jaxnn.layers.conv import check_padding, conv_output_length, normalize_tuple
 
 

@@ -34,7 +34,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import activations, initializers, validation
-from jaxnn.layers.base import Layer, ShapeError, as_shape, dict_inputs, require_key
+from jaxnn.layers.base import Layer, dict_inputs, layer_from_spec, require_key
+from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
+from jaxnn.registry import Registry
 
 INPUT_KEYS = ("inputs", "mask", "initial_state")
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -45,16 +47,11 @@ def split_inputs(layer: Layer, x) -> tuple:
     return dict_inputs(layer, x, INPUT_KEYS)
 
 
-def _is_shape(value) -> bool:
-    """A shape is a tuple (or list) of ints and Nones; arrays and tuples of shapes are not."""
-    return isinstance(value, (tuple, list)) and all(d is None or isinstance(d, int) for d in value)
-
-
 def _state_tuple(initial_state) -> tuple | None:
     """Initial state(s) as a tuple: one array (or shape) becomes a 1-tuple."""
     if initial_state is None:
         return None
-    if isinstance(initial_state, (list, tuple)) and not _is_shape(initial_state):
+    if isinstance(initial_state, (list, tuple)) and not is_shape(initial_state):
         return tuple(initial_state)
     return (initial_state,)
 
@@ -65,7 +62,7 @@ def _compatible(shape, expected) -> bool:
 
 def _shape_of(value) -> tuple:
     """The shape of an array, or `value` itself when it is a shape (init works on shapes, apply on arrays)."""
-    return tuple(value) if _is_shape(value) else tuple(value.shape)
+    return tuple(value) if is_shape(value) else tuple(value.shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,6 +289,11 @@ class GRU(_Recurrent):
         return (z * h + (1 - z) * candidate,)
 
 
+RECURRENT: Registry = Registry("recurrent layer")  # what a Bidirectional config spec may wrap
+for _cls in (SimpleRNN, LSTM, GRU):
+    RECURRENT.register(_cls.__name__, _cls)
+
+
 @dataclasses.dataclass(frozen=True)
 class Bidirectional(Layer):
     """Runs a recurrent layer forwards and a copy backwards over the sequence and merges the two outputs.
@@ -317,9 +319,7 @@ class Bidirectional(Layer):
     def __post_init__(self):
         for field in ("layer", "backward_layer"):
             if isinstance(getattr(self, field), dict):  # a config spec such as {"type": "LSTM", "units": 64}
-                from jaxnn.layers import from_spec  # the registry imports this module
-
-                object.__setattr__(self, field, from_spec(getattr(self, field)))
+                object.__setattr__(self, field, layer_from_spec(RECURRENT, getattr(self, field)))
         for field in ("layer", "backward_layer"):
             value = getattr(self, field)
             if not isinstance(value, _Recurrent) and not (field == "backward_layer" and value is None):

@@ -8,7 +8,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, ShapeError, as_shape, require_key, snake_case
+from jaxnn.layers.base import Layer, require_key, snake_case
+from jaxnn.layers.shapes import ShapeError, as_shape
 
 
 def _keyword_params(fn: Callable) -> list[str]:

@@ -27,7 +27,8 @@ import numpy as np
 import optax
 
 from jaxnn import validation
-from jaxnn.layers.base import Layer, ShapeError, abstract_init, as_shape
+from jaxnn.layers.base import Layer
+from jaxnn.layers.shapes import ShapeError, abstract_init, as_shape
 from jaxnn.losses import binary_crossentropy
 from jaxnn.training.history import History
 from jaxnn.training.loop import StepsInFlight

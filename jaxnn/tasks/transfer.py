@@ -9,9 +9,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxnn.functional import Input, Model
-from jaxnn.layers import Dense, from_spec
-from jaxnn.layers.base import abstract_init
+from jaxnn.models import Model
+from jaxnn.layers import Dense, Input, from_spec
+from jaxnn.layers.shapes import abstract_init
 from jaxnn.models import summary
 from jaxnn.tasks import transfer_weights as transfer
 from jaxnn.tasks.common import TASKS, check_sections, config_section, image_dataset, optimizer_section, phase_optimizer

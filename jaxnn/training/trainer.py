@@ -28,8 +28,8 @@ import numpy as np
 import optax
 
 from jaxnn import losses, metrics as metrics_lib, optimizers, validation
-from jaxnn.functional import is_shape
-from jaxnn.layers.base import Layer, ShapeError, as_shape
+from jaxnn.layers.base import Layer
+from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History

@@ -6,7 +6,7 @@ import pytest
 
 from jaxnn import RandomFlip, RandomTranslation, Sequential
 from jaxnn.layers import from_spec
-from jaxnn.layers.base import ShapeError
+from jaxnn.layers import ShapeError
 
 IMAGES = jnp.arange(6 * 5 * 4 * 2, dtype=jnp.float32).reshape(6, 5, 4, 2)
 

@@ -251,6 +251,7 @@ def test_registered_and_buildable_from_config_specs():
     (lambda: LSTM(3, dropout=1.0), r"LSTM dropout must be in \[0, 1\), got 1.0"),
     (lambda: GRU(3, recurrent_dropout=-0.1), r"GRU recurrent_dropout must be in \[0, 1\), got -0.1"),
     (lambda: Bidirectional(Dense(3)), "Bidirectional layer must be a recurrent layer .* got Dense"),
+    (lambda: Bidirectional({"type": "Dense", "units": 3}), "unknown recurrent layer 'Dense'; known: GRU, LSTM, SimpleRNN"),
     (lambda: Bidirectional(LSTM(3), merge_mode="avg"), "Bidirectional merge_mode must be one of .*'ave'.* got 'avg'"),
     (lambda: Bidirectional(LSTM(3), backward_layer=LSTM(3)), "opposite directions, got go_backwards=False for both"),
     (lambda: Bidirectional(LSTM(3), backward_layer=LSTM(3, go_backwards=True, return_sequences=True)),

@@ -11,7 +11,7 @@ from jax.example_libraries import stax
 
 from jaxnn import Dense, Input, Model, Sequential, summary
 from jaxnn.layers import FlaxModule, FlaxNNX, FunctionLayer, Layer, ShapeError
-from jaxnn.layers.base import as_shape
+from jaxnn.layers import as_shape
 
 
 def init_scale(key, input_shape):

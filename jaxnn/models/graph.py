@@ -1,4 +1,4 @@
-"""Graph models (Keras's Functional API): layers called on symbolic tensors, then bound into a `Model`.
+"""The functional `Model` (Keras's Functional API): a graph of layers called on symbolic tensors.
 
     x = jaxnn.Input(shape=(28, 28), name="image")
     h = Dense(32, "relu")(Flatten()(x))
@@ -7,136 +7,25 @@
     _, params, state = model.init(jax.random.key(0), (None, 28, 28))
     probs, _ = model.apply(params, images)
 
-Calling a layer on symbolic tensors records a `Node` and works out the output
-shape with `jax.eval_shape`, so layers that do not fit together fail where the
-graph is written, naming both. A layer object called twice is one shared layer
-with one entry in `params`. A `Model` is a layer: it nests in models and in
-`Sequential`.
+The graph is checked once, where the model is written (connected, shared
+layers consistent). A layer object called twice is one shared layer with one
+entry in `params`. A `Model` is a layer: it nests in models and in `Sequential`.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, ShapeError, apply_masked, as_shape, count_params
-from jaxnn.models import summary as summary_table
-from jaxnn.models import unique_names
-
-_creation = itertools.count()  # nodes sorted by creation are in topological order
-
-
-def is_shape(x) -> bool:
-    """A shape is a tuple of ints and Nones; tuples, lists and dicts of shapes are structures of several."""
-    return isinstance(x, tuple) and all(d is None or isinstance(d, int) for d in x)
-
-
-def _tree_map_shapes(fn, shapes):
-    return jax.tree_util.tree_map(fn, shapes, is_leaf=is_shape)
-
-
-def _fmt(shape) -> str:
-    return str(tuple(shape)) if is_shape(shape) else str(shape)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Node:
-    """One call of `layer` on symbolic `inputs` (flat; `treedef` rebuilds the list/dict the layer takes)."""
-
-    layer: Layer
-    inputs: tuple
-    treedef: Any
-    output_shape: Any
-    params_spec: Any
-    order: int = dataclasses.field(default_factory=lambda: next(_creation))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SymbolicTensor:
-    """A placeholder for an array in a graph: its `shape` (batch None) and the `node` that makes it.
-
-    `index` picks one output of a node whose layer returns several (a nested model).
-    """
-
-    shape: tuple
-    node: Node
-    index: int = 0
-
-    def __repr__(self):
-        return f"SymbolicTensor(shape={_fmt(self.shape)}, from {_label(self.node.layer)})"
-
-
-def _label(layer: Layer) -> str:
-    return f"'{layer.name or layer.default_name}' ({type(layer).__name__})"
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class InputLayer(Layer):
-    """The entry of a graph: the per-example `shape` (no batch dimension); the identity when applied."""
-
-    shape: tuple
-
-    def __post_init__(self):
-        shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else self.shape
-        if not isinstance(shape, tuple) or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
-            raise ValueError(f"Input shape must be a tuple of positive ints or None (no batch dimension), got {self.shape!r}")
-        object.__setattr__(self, "shape", shape)
-
-    def init(self, key, input_shape):
-        return as_shape(input_shape), {}, {}
-
-    def apply(self, params, x, *, state=None, key=None, train=False):
-        return x, {}
-
-
-def Input(shape, *, name: str | None = None) -> SymbolicTensor:  # noqa: N802 (Keras's spelling)
-    """A symbolic input of per-example `shape` (Keras's `Input`): `Input(shape=(28, 28), name="image")`."""
-    layer = InputLayer(shape, name=name)
-    full = (None, *layer.shape)
-    return SymbolicTensor(full, Node(layer, (), None, full, {}))
-
-
-def abstract_init(layer: Layer, input_shape) -> tuple:
-    """`layer.init` under `jax.eval_shape` for any structure of input shapes (merge layers take a list).
-
-    `jaxnn.layers.abstract_init` takes one shape; this one passes lists and dicts through.
-    """
-    box = {}
-
-    def init(key):
-        box["shape"], params, state = layer.init(key, input_shape)
-        return params, state
-
-    params, state = jax.eval_shape(init, jax.random.key(0))
-    return box["shape"], params, state
-
-
-def call_layer(layer: Layer, inputs):
-    """Connect `layer` to symbolic `inputs` (one tensor, a list or a dict); returns its symbolic output(s)."""
-    leaves, treedef = jax.tree_util.tree_flatten(inputs)
-    if not leaves or not all(isinstance(t, SymbolicTensor) for t in leaves):
-        got = type(inputs).__name__ if not leaves else ", ".join(sorted({type(t).__name__ for t in leaves}))
-        raise ValueError(
-            f"layer {_label(layer)} was called on {got}: calling a layer builds a graph from jaxnn.Input tensors; "
-            f"to compute on arrays use layer.apply(params, x)"
-        )
-    input_shape = treedef.unflatten([t.shape for t in leaves])
-    try:
-        output_shape, params_spec, _ = abstract_init(layer, input_shape)
-    except ShapeError as e:
-        sources = ", ".join(f"{_label(t.node.layer)} {_fmt(t.shape)}" for t in leaves)
-        raise ShapeError(f"layer {_label(layer)} cannot take the output of {sources}: {e}") from None
-    return node_outputs(Node(layer, tuple(leaves), treedef, output_shape, params_spec))
-
-
-def node_outputs(node: Node):
-    """The symbolic output(s) of `node`, structured like its layer's output (one tensor, a tuple, a dict)."""
-    shapes, treedef = jax.tree_util.tree_flatten(node.output_shape, is_leaf=is_shape)
-    return treedef.unflatten([SymbolicTensor(tuple(s), node, i) for i, s in enumerate(shapes)])
+from jaxnn.layers.base import Layer, apply_masked, count_params
+from jaxnn.layers.input import InputLayer
+from jaxnn.layers.shapes import ShapeError, abstract_init, as_shape, format_shape, is_shape
+from jaxnn.layers.symbolic import Node, SymbolicTensor, label, node_outputs
+from jaxnn.models.children import init_child, unique_names
+from jaxnn.models.summary import summary as summary_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +72,7 @@ def _check_shared(graph: _Graph):
         specs = [jax.tree_util.tree_map(lambda s: (s.shape, s.dtype), n.params_spec) for n in calls]
         for node, spec in zip(calls[1:], specs[1:]):
             if spec != specs[0]:
-                shape_of = lambda n: ", ".join(_fmt(t.shape) for t in n.inputs)
+                shape_of = lambda n: ", ".join(format_shape(t.shape) for t in n.inputs)
                 raise ShapeError(
                     f"shared layer '{graph.names[id(layer)]}' needs the same parameters at every call: on inputs "
                     f"{shape_of(calls[0])} its params are {_param_shapes(calls[0])}, on {shape_of(node)} {_param_shapes(node)}"
@@ -192,7 +81,7 @@ def _check_shared(graph: _Graph):
 
 def _param_shapes(node: Node) -> str:
     flat = jax.tree_util.tree_flatten_with_path(node.params_spec)[0]
-    return "{" + ", ".join(f"{jax.tree_util.keystr(p, simple=True, separator='/')}: {_fmt(s.shape)}"
+    return "{" + ", ".join(f"{jax.tree_util.keystr(p, simple=True, separator='/')}: {format_shape(s.shape)}"
                            for p, s in flat) + "}"
 
 
@@ -204,7 +93,7 @@ def _build_graph(inputs, outputs) -> _Graph:
         input_tensors = jax.tree_util.tree_leaves(inputs)
     for t in input_tensors:
         if not isinstance(t.node.layer, InputLayer):
-            raise ValueError(f"Model inputs must come from jaxnn.Input(...), got the output of {_label(t.node.layer)}")
+            raise ValueError(f"Model inputs must come from jaxnn.Input(...), got the output of {label(t.node.layer)}")
     if len({id(t) for t in input_tensors}) < len(input_tensors):
         raise ValueError("Model inputs list the same Input twice")
     output_tensors, output_treedef = jax.tree_util.tree_flatten(outputs)
@@ -226,7 +115,7 @@ def _check_connected(graph: _Graph):
     needed = {id(n) for n in graph.nodes}
     for key, t in zip(graph.input_keys, graph.input_tensors):
         if id(t.node) not in needed:
-            raise ValueError(f"graph disconnected: input '{key}' {_fmt(t.shape)} does not reach any output; "
+            raise ValueError(f"graph disconnected: input '{key}' {format_shape(t.shape)} does not reach any output; "
                              f"use it or leave it out of the model's inputs")
     for node in graph.nodes:
         if isinstance(node.layer, InputLayer) and id(node) not in given:
@@ -235,8 +124,9 @@ def _check_connected(graph: _Graph):
             user = next((n for n in graph.nodes if any(t.node is node for t in n.inputs)), None)
             needs = f"layer '{graph.names[id(user.layer)]}' needs" if user else "it is"
             raise ValueError(
-                f"graph disconnected: cannot compute output '{graph.names[id(out.node.layer)]}' {_fmt(out.shape)}: "
-                f"{needs} input '{missing}' {_fmt(node.output_shape)}, "
+                f"graph disconnected: cannot compute output '{graph.names[id(out.node.layer)]}' "
+                f"{format_shape(out.shape)}: "
+                f"{needs} input '{missing}' {format_shape(node.output_shape)}, "
                 f"which is not among the model's inputs ({', '.join(graph.input_keys)})"
             )
 
@@ -317,23 +207,16 @@ class Model(Layer):
         for k, t, shape in zip(graph.input_keys, graph.input_tensors, shapes):
             shape = as_shape(shape)
             if len(shape) != len(t.shape) or any(a is not None and a != b for a, b in zip(t.shape[1:], shape[1:])):
-                raise ShapeError(f"input '{k}' expects shape {_fmt(t.shape)}, got {_fmt(shape)}")
+                raise ShapeError(f"input '{k}' expects shape {format_shape(t.shape)}, got {format_shape(shape)}")
         batch = as_shape(shapes[0])[0]
         params, state = {}, {}
         for layer, k in zip(graph.layers, jax.random.split(key, len(graph.layers))):
             name, first = graph.names[id(layer)], graph.calls[id(layer)][0]
             if isinstance(layer, InputLayer):
                 continue
-            try:
-                _, p, s = layer.init(k, first.treedef.unflatten([t.shape for t in first.inputs]))
-            except ShapeError as e:
-                raise e.within(name) from None
-            if p:
-                params[name] = p
-            if s:
-                state[name] = s
+            init_child(name, layer, k, first.treedef.unflatten([t.shape for t in first.inputs]), params, state)
         out = graph.output_treedef.unflatten([t.shape for t in graph.output_tensors])
-        return _tree_map_shapes(lambda s: (batch, *s[1:]), out), params, state
+        return jax.tree_util.tree_map(lambda s: (batch, *s[1:]), out, is_leaf=is_shape), params, state
 
     def apply(self, params, x, *, state=None, key=None, train=False):
         graph, state = self._graph, state or {}
@@ -341,7 +224,8 @@ class Model(Layer):
         for k, t, a in zip(graph.input_keys, graph.input_tensors, self._flat_inputs(x, "inputs")):
             a = jnp.asarray(a)
             if a.ndim != len(t.shape) or any(d is not None and d != n for d, n in zip(t.shape[1:], a.shape[1:])):
-                raise ShapeError(f"input '{k}' expects arrays of shape {_fmt(t.shape)}, got {_fmt(a.shape)}")
+                raise ShapeError(f"input '{k}' expects arrays of shape {format_shape(t.shape)}, "
+                                 f"got {format_shape(a.shape)}")
             values[t.node, 0] = a
         keys = jax.random.split(key, len(graph.nodes)) if key is not None else [None] * len(graph.nodes)
         new_state, masks = {}, {}
@@ -398,75 +282,3 @@ def _describe(value) -> str:
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
     return type(value).__name__
-
-
-def graph_from_spec(inputs: dict, layers: Sequence[dict], outputs, *, name: str | None = None) -> Model:
-    """A Model from named layer specs (for configs): each is a `from_spec` dict plus `name` and `inputs`.
-
-        graph_from_spec(inputs={"image": (28, 28)},
-                        layers=[{"type": "Flatten", "name": "flat", "inputs": "image"},
-                                {"type": "Dense", "units": 10, "name": "logits", "inputs": "flat"}],
-                        outputs="logits")
-
-    A spec's `inputs` names one input or layer, or lists several (merge layers).
-    Specs may come in any order; an unknown name or a cycle is a ValueError.
-    """
-    from jaxnn.layers import from_spec
-
-    tensors = {key: Input(tuple(shape), name=key) for key, shape in inputs.items()}
-    specs = {}
-    for spec in layers:
-        spec = dict(spec)
-        if not spec.get("name") or "inputs" not in spec:
-            raise ValueError(f"a graph layer spec needs 'name' and 'inputs' fields, got {spec!r}")
-        if spec["name"] in specs or spec["name"] in tensors:
-            raise ValueError(f"graph layer name {spec['name']!r} is used twice")
-        specs[spec["name"]] = spec
-    for layer_name in _topological(specs, set(tensors)):
-        spec = dict(specs[layer_name])
-        sources = spec.pop("inputs")
-        args = tensors[sources] if isinstance(sources, str) else [tensors[s] for s in sources]
-        tensors[layer_name] = from_spec(spec)(args)
-
-    def pick(key):
-        if key not in tensors:
-            raise ValueError(f"graph output {key!r} names no input or layer; known: {', '.join(tensors)}")
-        return tensors[key]
-
-    if isinstance(outputs, str):
-        outs = pick(outputs)
-    elif isinstance(outputs, dict):
-        outs = {k: pick(v) for k, v in outputs.items()}
-    else:
-        outs = [pick(k) for k in outputs]
-    ins = [tensors[k] for k in inputs]
-    return Model(inputs=ins[0] if len(ins) == 1 else ins, outputs=outs, name=name)
-
-
-def _sources(spec: dict) -> list[str]:
-    return [spec["inputs"]] if isinstance(spec["inputs"], str) else list(spec["inputs"])
-
-
-def _topological(specs: dict, known: set) -> list[str]:
-    """Spec names ordered so that each comes after the layers it takes; a cycle raises naming it."""
-    order, done, visiting = [], set(), []
-
-    def visit(layer_name, user):
-        if layer_name in known or layer_name in done:
-            return
-        if layer_name in visiting:
-            cycle = visiting[visiting.index(layer_name):] + [layer_name]
-            raise ValueError(f"graph layers form a cycle: {' -> '.join(reversed(cycle))}")
-        if layer_name not in specs:
-            raise ValueError(f"graph layer {user!r} takes {layer_name!r}, which names no input or layer; "
-                             f"known: {', '.join([*sorted(known), *specs])}")
-        visiting.append(layer_name)
-        for source in _sources(specs[layer_name]):
-            visit(source, layer_name)
-        visiting.pop()
-        done.add(layer_name)
-        order.append(layer_name)
-
-    for layer_name in specs:
-        visit(layer_name, None)
-    return order

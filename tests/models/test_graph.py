@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from jaxnn import Dense, Dropout, Flatten, Input, Model, Sequential, Trainer, summary
-from jaxnn.functional import graph_from_spec
 from jaxnn.layers import Add, BatchNormalization, Concatenate, Reshape, ShapeError
 
 
@@ -116,31 +115,6 @@ def test_an_input_that_reaches_no_output_is_a_disconnected_graph():
     x, aux = Input(shape=(4,), name="image"), Input(shape=(3,), name="aux")
     with pytest.raises(ValueError, match=r"graph disconnected: input 'aux' \(None, 3\) does not reach any output"):
         Model(inputs=[x, aux], outputs=Dense(2)(x))
-
-
-def test_a_cycle_in_a_graph_spec_is_named():
-    layers = [dict(type="Dense", units=4, name="a", inputs="c"),
-              dict(type="Dense", units=4, name="b", inputs="a"),
-              dict(type="Dense", units=4, name="c", inputs="b")]
-    with pytest.raises(ValueError, match=r"graph layers form a cycle: a -> b -> c -> a$"):
-        graph_from_spec({"x": (4,)}, layers, "c")
-
-
-def test_graph_spec_builds_the_same_model_as_python_calls():
-    spec_model = graph_from_spec(
-        inputs={"x": (4,), "y": (3,)},
-        layers=[dict(type="Dense", units=2, name="a", inputs="join"),   # out of order on purpose
-                dict(type="Dense", units=5, activation="relu", name="hidden", inputs="x"),
-                dict(type="Concatenate", name="join", inputs=["hidden", "y"])],
-        outputs=["a"])
-    x, y = Input(shape=(4,), name="x"), Input(shape=(3,), name="y")
-    hidden = Dense(5, "relu", name="hidden")(x)
-    code_model = Model([x, y], [Dense(2, name="a")(Concatenate(name="join")([hidden, y]))])
-    _, params, _ = code_model.init(jax.random.key(0), ((None, 4), (None, 3)))
-    inputs = (jnp.ones((2, 4)), jnp.arange(6.0).reshape(2, 3))
-    np.testing.assert_array_equal(spec_model.apply(params, inputs)[0][0], code_model.apply(params, inputs)[0][0])
-    with pytest.raises(ValueError, match="graph layer 'a' takes 'nope', which names no input or layer; known: x, a"):
-        graph_from_spec({"x": (4,)}, [dict(type="Dense", units=2, name="a", inputs="nope")], "a")
 
 
 def test_calling_a_layer_on_an_array_or_building_from_non_inputs_fails_clearly():
