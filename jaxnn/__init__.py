@@ -8,6 +8,7 @@ from jaxnn.layers import (ELU, GRU, LSTM, Activation, Add, Average, AveragePooli
                           Layer, LayerNormalization, LeakyReLU, Masking, MaxPooling1D, MaxPooling2D, Maximum, Minimum,
                           Multiply, PReLU, RandomFlip, RandomTranslation, ReLU, Reshape, RReLU, ShapeError, SimpleRNN,
                           Softmax, SpatialDropout1D, SpatialDropout2D, Subtract)
+from jaxnn.export import export, load_stablehlo
 from jaxnn.losses import to_categorical
 from jaxnn.layers import Input
 from jaxnn.models import Model, Sequential, summary

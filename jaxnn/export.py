@@ -41,8 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.functional import is_shape
-from jaxnn.layers import Layer
+from jaxnn.layers import Layer, is_shape
 
 FORMATS = ("stablehlo", "tf_saved_model")
 STABLEHLO_FILE = "model.stablehlo"

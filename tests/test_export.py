@@ -135,8 +135,6 @@ def test_accepts_a_train_state(tmp_path):
     assert _max_difference(_apply(model, variables, make_x(7)), load_stablehlo(tmp_path / "m")(make_x(7))) <= 1e-6
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="merge layers turn the batch dimension into an int in apply (jaxnn/layers/merge.py)")
 def test_merge_layers_export(tmp_path):
     a, b = jaxnn.Input((3,)), jaxnn.Input((3,))
     model = jaxnn.Model([a, b], jaxnn.Dense(2)(jaxnn.Concatenate()([a, b])))

@@ -23,8 +23,12 @@ def _fmt(shapes) -> str:
 
 
 def _shapes_of(xs):
-    """Array shapes of a list of inputs (a lone array gives its own shape, which `_shape_list` rejects)."""
-    return [x.shape for x in xs] if isinstance(xs, (list, tuple)) else xs.shape
+    """Array shapes of a list of inputs (a lone array gives its own shape, which `_shape_list` rejects).
+
+    A symbolic dimension (an exported model's batch) reads as None, as in a layer's input shape.
+    """
+    shape = lambda x: tuple(d if isinstance(d, int) else None for d in x.shape)
+    return [shape(x) for x in xs] if isinstance(xs, (list, tuple)) else shape(xs)
 
 
 def _shape_list(layer: Layer, input_shapes, count: int | None) -> list[tuple]:
