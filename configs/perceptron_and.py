@@ -3,7 +3,7 @@
     python train.py --config configs/perceptron_and.py --workdir runs/perceptron_and
     python train.py --config configs/perceptron_and.py --config.dataset.name=or --workdir runs/perceptron_or
 
-Not gradient descent: the error-correction rule of `jaxnn.perceptron`, one
+Not gradient descent: the error-correction rule of `jaxnn.tasks.perceptron_rule`, one
 example at a time. results.json holds the accuracy on the truth table, the
 mistakes per epoch, the first epoch without one, and the learned weights.
 
