@@ -4,7 +4,8 @@ Images come scaled to [0, 1]; text datasets are vectorized as the config's
 `dataset` fields say (`TextEncoding`: multi-hot or padded sequences, integer or
 one-hot labels), see `jaxnn.data.text`. Tiny logic-gate tables live in `jaxnn.data.toy`.
 
-Importing this package does not import TensorFlow; `load_arrays` does, on first use.
+Importing this package does not import TensorFlow; `load_arrays` does only where it must read
+through TFDS (preparing, text, an image split not in the array cache yet, see `jaxnn.data.cache`).
 """
 from jaxnn.data.loading import load_arrays, load_splits, read_texts
 from jaxnn.data.specs import (
