@@ -91,12 +91,12 @@ def _stale(meta: dict, name: str, split: str, version_dir: str) -> str | None:
     return None
 
 
-def _load_checked(directory: str, meta: dict) -> tuple[dict[str, np.ndarray] | None, str | None]:
+def _load_checked(directory: str, meta: dict, mmap: bool) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """The cached arrays, or (None, why) if one is missing or fails its shape, dtype or checksum."""
     arrays = {}
     for key, spec in meta["arrays"].items():
         try:
-            array = np.load(os.path.join(directory, spec["file"]), allow_pickle=False)
+            array = np.load(os.path.join(directory, spec["file"]), mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError) as e:
             return None, f"{spec['file']} is unreadable ({e})"
         if list(array.shape) != spec["shape"] or array.dtype.str != spec["dtype"] or _sha256(array) != spec["sha256"]:
@@ -105,10 +105,12 @@ def _load_checked(directory: str, meta: dict) -> tuple[dict[str, np.ndarray] | N
     return arrays, None
 
 
-def read(name: str, split: str, data_dir: str | None = None) -> dict[str, np.ndarray] | None:
+def read(name: str, split: str, data_dir: str | None = None, *, mmap: bool = False) -> dict[str, np.ndarray] | None:
     """The cached arrays of `split` of `name` (keys as written), or None when there is no valid cache.
 
     A stale or corrupt cache gives None with a `StaleCacheWarning` saying why.
+    `mmap=True` gives read-only memory maps (checked too), a random-access
+    source for `jaxnn.data.streaming.ArraySource`.
     """
     dataset_dir = os.path.join(default_data_dir(data_dir), name)
     if not os.path.isdir(dataset_dir):
@@ -126,7 +128,7 @@ def read(name: str, split: str, data_dir: str | None = None) -> dict[str, np.nda
             continue
         why = _stale(meta, name, split, version_dir)
         if why is None:
-            arrays, why = _load_checked(directory, meta)
+            arrays, why = _load_checked(directory, meta, mmap)
             if arrays is not None:
                 return arrays
         warnings.warn(f"ignoring the array cache {meta_path}: {why}; rebuilding it from TFDS", StaleCacheWarning,

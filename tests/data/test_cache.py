@@ -97,3 +97,14 @@ def test_unwritable_directory_only_warns(tmp_path, version_dir):
     (version_dir / cache.CACHE_DIR).write_text("a file where the cache directory should be")
     with pytest.warns(UserWarning, match="could not cache fashion_mnist test"):
         cache.write("fashion_mnist", "test", str(version_dir), arrays())
+
+
+def test_memory_mapped_read_is_checked_too(tmp_path, version_dir):
+    cache.write("fashion_mnist", "test", str(version_dir), arrays())
+    mapped = cache.read("fashion_mnist", "test", str(tmp_path), mmap=True)
+    assert isinstance(mapped["images"], np.memmap) and not mapped["images"].flags.writeable
+    np.testing.assert_array_equal(mapped["images"], arrays()["images"])
+    del mapped
+    flip_last_byte(version_dir / cache.CACHE_DIR / "test.images.npy")
+    with pytest.warns(cache.StaleCacheWarning, match="sha256"):
+        assert cache.read("fashion_mnist", "test", str(tmp_path), mmap=True) is None
