@@ -43,7 +43,8 @@ def save_model(path, model, variables, *, input_shape=None, dtype="float32", con
     `Model` knows its own, a `Sequential` needs it); `dtype` is the inputs'.
     `config` (a ConfigDict or a dict) is written as config.json. `custom_objects`
     ({name: object}) names objects whose `__name__` will not do (a lambda).
-    An existing model at `path` is replaced. Returns `path`.
+    An existing model at `path` is replaced; any other existing file or
+    non-empty directory is refused. Returns the absolute `path`.
     """
     params, model_state = split_variables(variables)
     shapes = example_shapes(model, input_shape)
@@ -52,13 +53,18 @@ def save_model(path, model, variables, *, input_shape=None, dtype="float32", con
     except TypeError:
         raise ValueError(f"dtype must name a dtype (e.g. 'float32', 'int32'), got {dtype!r}") from None
     check_variables(model, shapes, params, model_state)
+    path = os.path.abspath(os.fspath(path))
+    if os.path.lexists(path) and not (os.path.isdir(path) and (not os.listdir(path) or
+                                                                os.path.isfile(os.path.join(path, MODEL_FILE)))):
+        raise ValueError(f"{path} exists and is not a jaxnn model directory: save the model elsewhere "
+                         f"(an existing model is replaced, nothing else is)")
     record = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "input_shape": shapes, "dtype": dtype,
               **serialize(model, custom_objects)}
-    path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(path)}-")
     try:
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; a serving process may run as another user
         save_tree(os.path.join(staging, VARIABLES_DIR), {"params": params, "model_state": model_state})
         with open(os.path.join(staging, MODEL_FILE), "w") as f:
             json.dump(record, f, indent=1)

@@ -159,6 +159,15 @@ def test_saving_again_replaces_the_model_and_leaves_no_temporary(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+def test_a_path_holding_something_else_is_not_replaced(tmp_path):
+    model, shape = sequential()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text("{}")
+    message = _one_line_error(jaxnn.save_model, tmp_path / "run", model, _variables(model, shape), input_shape=shape)
+    assert "exists and is not a jaxnn model directory" in message
+    assert (tmp_path / "run" / "results.json").read_text() == "{}"
+
+
 def _one_line_error(fn, *args, **kwargs) -> str:
     with pytest.raises(ValueError) as info:
         fn(*args, **kwargs)

@@ -56,7 +56,7 @@ class _Writer:
         if name is None or name == "<lambda>":
             raise ValueError(f"{where} is {obj!r}, which has no name to be saved under: define it with def, or "
                              f"name it with save_model(..., custom_objects={{'name': obj}})")
-        key = id(obj if stands_for is None or id(obj) in self.given else stands_for)
+        key = id(stands_for) if stands_for is not None and id(obj) not in self.given else id(obj)
         if self.owners.setdefault(name, key) != key:
             raise ValueError(f"two different objects are both named {name!r} ({self.needed[name]} and {where}): "
                              f"name them apart with save_model(..., custom_objects={{'name': obj, ...}})")
