@@ -64,10 +64,10 @@ def export(model, variables, path, *, format: str = "stablehlo", input_shape=Non
         raise ValueError(f"unknown export format {format!r}; allowed: {', '.join(FORMATS)}")
     path = os.fspath(path)
     _check_target(path, overwrite)
-    params, model_state = _split_variables(variables)
-    shapes = _example_shapes(model, input_shape)
+    params, model_state = split_variables(variables)
+    shapes = example_shapes(model, input_shape)
     inputs, poly_specs = _symbolic_inputs(shapes, _input_dtypes(dtype, shapes))
-    _check_variables(model, shapes, params, model_state)
+    check_variables(model, shapes, params, model_state)
 
     def infer(params, model_state, x):
         return model.apply(params, x, state=model_state, train=False)[0]
@@ -105,7 +105,7 @@ def _check_target(path: str, overwrite: bool):
         raise ValueError(f"export path {path} exists and is not empty; pass overwrite=True to replace it")
 
 
-def _split_variables(variables):
+def split_variables(variables):
     """(params, model_state) from a TrainState or a {"params", "model_state"} dict."""
     if hasattr(variables, "params") and hasattr(variables, "model_state"):
         return variables.params, variables.model_state
@@ -115,7 +115,7 @@ def _split_variables(variables):
     raise ValueError(f"variables must be a TrainState or a dict {{'params': ..., 'model_state': ...}}, got {got}")
 
 
-def _example_shapes(model, input_shape):
+def example_shapes(model, input_shape):
     """The shape(s) of one example: `input_shape` as given, else the graph model's declared one without batch."""
     if input_shape is None:
         declared = getattr(model, "input_shape", None)
@@ -167,7 +167,7 @@ def _symbolic_inputs(shapes, dtypes):
     return treedef.unflatten(structs), treedef.unflatten([f"({spec})" for spec in specs])
 
 
-def _check_variables(model, shapes, params, model_state):
+def check_variables(model, shapes, params, model_state):
     """Refuse variables whose tree or shapes differ from what `model.init` makes, naming the first difference."""
     full_shapes = jax.tree_util.tree_map(lambda s: (None, *s), shapes, is_leaf=is_shape)
     want_params, want_state = jax.eval_shape(lambda key: model.init(key, full_shapes)[1:], jax.random.key(0))

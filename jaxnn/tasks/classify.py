@@ -6,6 +6,9 @@ and evaluates, writing into the workdir:
 
     checkpoints/step_<n>/   checkpoints for exact resume (last K plus the best)
     checkpoints/final/      the final parameters and model state
+    model/                  the whole model (`jaxnn.load_model`), with its config
+    confusion_matrix.png    test-set confusion matrix; per-class precision/recall/F1 go to results.json
+    errors.png              image datasets: the most confidently misclassified test images
     tensorboard/            event files: scalars per log interval and epoch, weight histograms
     history.csv, curves.png rewritten after each epoch
 """
@@ -19,7 +22,10 @@ import ml_collections
 
 from jaxnn.checkpoint import save_tree
 from jaxnn.config import Experiment, build, fingerprint
+from jaxnn.data.specs import IMAGE_DATASETS
 from jaxnn.models import summary
+from jaxnn.report import classification_report, plot_confusion_matrix, plot_errors
+from jaxnn.saving import save_model
 from jaxnn.tasks.common import TASKS
 from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, PlotHistory, ReduceLROnPlateau,
                                       TensorBoard, TerminateOnNaN)
@@ -91,7 +97,21 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     results = {f"test_{k}": v for k, v in test.items()}
     results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 2),
                    train_examples=int(x_train.shape[0]), test_examples=int(x_test.shape[0]))
+    results.update(_report(config, experiment, trainer, state, x_test, y_test, workdir))
     if ckpt_cfg["save_final"]:
-        save_tree(os.path.join(workdir, "checkpoints", "final"),
-                  {"params": state.params, "model_state": state.model_state})
+        variables = {"params": state.params, "model_state": state.model_state}
+        save_tree(os.path.join(workdir, "checkpoints", "final"), variables)
+        save_model(os.path.join(workdir, "model"), trainer.model, variables, input_shape=x_train.shape[1:],
+                   dtype=experiment.data_spec.input_dtype, config=config)
     return results, history
+
+
+def _report(config, experiment: Experiment, trainer: Trainer, state, x_test, y_test, workdir: str) -> dict:
+    """confusion_matrix.png and, for images, errors.png into `workdir`; returns the results' per-class entries."""
+    report = classification_report(trainer, state, x_test, y_test, experiment.data_spec.class_names,
+                                   from_logits=bool(config.loss.get("from_logits", False)),
+                                   batch_size=experiment.eval["batch_size"])
+    plot_confusion_matrix(report, os.path.join(workdir, "confusion_matrix.png"))
+    if experiment.dataset["name"] in IMAGE_DATASETS:
+        plot_errors(x_test, report, os.path.join(workdir, "errors.png"))
+    return {key: report[key] for key in ("per_class", "macro_avg", "confusion_matrix")}
