@@ -34,13 +34,12 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.io import publish_dir
 from jaxnn.layers import Layer, is_shape
 
 FORMATS = ("stablehlo", "tf_saved_model")
@@ -252,28 +251,12 @@ def _save_tf(infer, params, model_state, inputs, outputs, poly_specs, platforms,
 
 def _publish(path: str, overwrite: bool, write, metadata: dict):
     """Build the export in a temporary directory beside `path`, then rename it into place."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(path)}-")
-    old = staging + ".old"
-    try:
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a serving process may run as another user
+    def write_all(staging):
         write(staging)
         with open(os.path.join(staging, METADATA_FILE), "w") as f:
             json.dump(metadata, f, indent=2)
-        _check_target(path, overwrite)  # it may have appeared while this export was written
-        if os.path.lexists(path):
-            os.replace(path, old)  # an empty directory, or the export that overwrite replaces
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if os.path.lexists(old) and not os.path.lexists(path):
-            os.replace(old, path)
-        raise
-    if os.path.isdir(old) and not os.path.islink(old):
-        shutil.rmtree(old)
-    elif os.path.lexists(old):
-        os.unlink(old)
+
+    publish_dir(path, write_all, check=lambda: _check_target(path, overwrite))  # it may have appeared meanwhile
 
 
 def _jaxnn_version():

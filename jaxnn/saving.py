@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import jax
 import jax.numpy as jnp
 
 from jaxnn.checkpoint import load_tree, save_tree
 from jaxnn.export import check_variables, example_shapes, split_variables
+from jaxnn.io import publish_dir
 from jaxnn.layers.shapes import abstract_init, is_shape
 from jaxnn.models.serialization import deserialize, serialize
 
@@ -60,31 +59,16 @@ def save_model(path, model, variables, *, input_shape=None, dtype="float32", con
                          f"(an existing model is replaced, nothing else is)")
     record = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "input_shape": shapes, "dtype": dtype,
               **serialize(model, custom_objects)}
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(path)}-")
-    try:
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a serving process may run as another user
+
+    def write(staging):
         save_tree(os.path.join(staging, VARIABLES_DIR), {"params": params, "model_state": model_state})
         with open(os.path.join(staging, MODEL_FILE), "w") as f:
             json.dump(record, f, indent=1)
         if config is not None:
             with open(os.path.join(staging, CONFIG_FILE), "w") as f:
                 f.write(config.to_json(indent=2) if hasattr(config, "to_json") else json.dumps(config, indent=2))
-        _replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return path
 
-
-def _replace(staging: str, path: str) -> None:
-    """Rename the finished directory `staging` to `path`, moving an old one aside first and removing it after."""
-    old = staging + ".old"
-    if os.path.lexists(path):
-        os.replace(path, old)
-    os.replace(staging, path)
-    shutil.rmtree(old, ignore_errors=True)
+    return publish_dir(path, write)
 
 
 def read_record(path) -> dict:
