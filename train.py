@@ -62,4 +62,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    status = main(sys.argv)
+    from jaxnn import cli
+
+    cli.ignore_stop_signals()  # the run is over: a late signal must not turn its status into a death by signal
+    sys.exit(status)

@@ -93,43 +93,50 @@ def _is_run_failure(exc: BaseException) -> bool:
     return isinstance(exc, (NonFiniteError, CorruptCheckpointError))
 
 
+def ignore_stop_signals() -> None:
+    """From here on SIGTERM and Ctrl-C change nothing: the run is reporting how it ended, or exiting."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def stop_signals_raise():
     """Within the block, the first SIGTERM or Ctrl-C raises `Stopped` (training installs its own handler that
-    saves first); later ones are ignored, so a second signal cannot cut the exit short."""
+    saves first). The old handlers come back after the block."""
+    from jaxnn.training.loop import SigtermFlag
+
     def handle(signum, frame):
-        for s in STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
+        SigtermFlag.pending = SigtermFlag.pending or signum  # if Python drops the exception, fit still stops
         raise Stopped(signum)
 
     old = {s: signal.signal(s, handle) for s in STOP_SIGNALS}
     try:
         yield
     finally:
+        SigtermFlag.pending = None
         for s, handler in old.items():
             signal.signal(s, handler)
 
 
 def main(body: Callable[[], None], *, debug: bool = False) -> int:
     """Run `body()` with stop signals raising; an exception becomes one line on stderr and its exit status."""
-    try:
-        with stop_signals_raise():
+    with stop_signals_raise():
+        try:
             body()
-        return 0
-    except SystemExit:
-        raise
-    except BaseException as e:  # noqa: BLE001 (every way out of the run gets its line and status)
-        for s in STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
-        line, status = describe(e)
-        if debug:
-            traceback.print_exc()
-        else:
-            # What follows an error line is noise about the same failure: tensorboardX's atexit flush on a
-            # full disk, orbax's closed event loops. --debug keeps it.
-            sys.unraisablehook = lambda unraisable: None
-        print(line, file=sys.stderr, flush=True)
-        return status
+            return 0
+        except SystemExit:
+            raise
+        except BaseException as e:  # noqa: BLE001 (every way out of the run gets its line and status)
+            ignore_stop_signals()
+            line, status = describe(e)
+            if debug:
+                traceback.print_exc()
+            else:
+                # What follows an error line is noise about the same failure: tensorboardX's atexit flush on a
+                # full disk, orbax's closed event loops. --debug keeps it.
+                sys.unraisablehook = lambda unraisable: None
+            print(line, file=sys.stderr, flush=True)
+            return status
 
 
 # -- flags and the config file ---------------------------------------------------------------

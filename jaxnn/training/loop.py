@@ -154,13 +154,18 @@ class StepsInFlight:
 
 class SigtermFlag:
     """Within the block, SIGTERM and Ctrl-C (SIGINT) only set `requested` and `signum` (checked between steps);
-    a repeated signal changes nothing, so the save it leads to completes. The old handlers come back after."""
+    a repeated signal changes nothing, so the save it leads to completes. The old handlers come back after.
 
-    requested = False
-    signum: int | None = None
+    A stop signal that arrived before the block (`SigtermFlag.pending`, set by train.py's own handler, whose
+    exception Python may have dropped inside a garbage-collector callback) counts as requested at once.
+    """
+
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    pending: int | None = None
 
     def __enter__(self):
+        self.signum = SigtermFlag.pending
+        self.requested = self.signum is not None
         self._old = {}
         if threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
