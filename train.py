@@ -54,16 +54,20 @@ def train(argv: list[str]) -> None:
     run(defined["config"].value, defined["workdir"].value, print_fn=None if defined["quiet"].value else print)
 
 
+def _debug(argv: list[str]) -> bool:
+    return any(a in ("--debug", "--debug=true", "--debug=1") for a in argv)
+
+
 def main(argv: list[str]) -> int:
     """train.py as a function: the exit status; errors are one line on stderr (jaxnn.cli)."""
     from jaxnn import cli
 
-    return cli.main(lambda: train(argv), debug=any(a in ("--debug", "--debug=true", "--debug=1") for a in argv))
+    return cli.main(lambda: train(argv), debug=_debug(argv))
 
 
 if __name__ == "__main__":
     status = main(sys.argv)
     from jaxnn import cli
 
-    cli.ignore_stop_signals()  # the run is over: a late signal must not turn its status into a death by signal
+    cli.quiet_exit(status, _debug(sys.argv))
     sys.exit(status)

@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import traceback
 from typing import Callable
 
@@ -99,6 +100,16 @@ def ignore_stop_signals() -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
+def quiet_exit(status: int, debug: bool) -> None:
+    """Before the interpreter exits with `status`: no late signal, and after an error line no more noise about
+    the same failure (tensorboardX's atexit flush on a full disk, exceptions in orbax's threads); --debug keeps
+    it."""
+    ignore_stop_signals()
+    if status and not debug:
+        sys.unraisablehook = lambda unraisable: None
+        threading.excepthook = lambda args: None
+
+
 @contextlib.contextmanager
 def stop_signals_raise():
     """Within the block, the first SIGTERM or Ctrl-C raises `Stopped` (training installs its own handler that
@@ -131,10 +142,6 @@ def main(body: Callable[[], None], *, debug: bool = False) -> int:
             line, status = describe(e)
             if debug:
                 traceback.print_exc()
-            else:
-                # What follows an error line is noise about the same failure: tensorboardX's atexit flush on a
-                # full disk, orbax's closed event loops. --debug keeps it.
-                sys.unraisablehook = lambda unraisable: None
             print(line, file=sys.stderr, flush=True)
             return status
 

@@ -47,7 +47,7 @@ CHECKPOINT_DEFAULTS = dict(
     save_final=True,
     every_steps=0,               # also checkpoint every N steps (0: at epoch ends only)
     keep=3,                      # the last K checkpoints are kept, plus the best by `monitor`
-    monitor="val_loss",          # "" keeps no best
+    monitor="val_loss",          # "" keeps no best; "loss" by default when train.validation_split is 0
 )
 # Fields that do not change what is computed: a resumed run may differ in these.
 _NOT_FINGERPRINTED = {"eval": None, "checkpoint": None,
@@ -236,7 +236,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     for name in metric_names:
         metrics_lib.get(name)
     _check_train_options(train)
-    checkpoint = with_defaults("checkpoint", section(config, "checkpoint", required=False), CHECKPOINT_DEFAULTS)
+    checkpoint = with_defaults("checkpoint", section(config, "checkpoint", required=False),
+                               {**CHECKPOINT_DEFAULTS, "monitor": "val_loss" if split else "loss"})
     validation.non_negative_int("checkpoint.every_steps", checkpoint["every_steps"])
     validation.positive_int("checkpoint.keep", checkpoint["keep"])
     _check_monitors(train, checkpoint, metric_names)
