@@ -204,7 +204,10 @@ def _unknown_flag(e: flags.UnrecognizedFlagError, flag_values, config_flag: str)
     return UsageError(f"unknown flag --{e.flagname}{hint}")
 
 
-def _illegal_value(e: flags.IllegalFlagValueError) -> UsageError:
+def _illegal_value(e: flags.IllegalFlagValueError, path: str) -> UsageError:
+    if "Error whilst parsing config file" in str(e):  # get_config raised TypeError/ValueError
+        last = [line for line in str(e).splitlines() if line.strip()][-1]
+        return UsageError(f"config file {path}: get_config() raised {last.strip()}")
     m = re.match(r"flag (--[^=]+)=(.*?): (.*)", one_line(str(e)), re.S)
     if not m:
         return UsageError(one_line(str(e)))
@@ -219,9 +222,6 @@ def _illegal_value(e: flags.IllegalFlagValueError) -> UsageError:
 def _config_file_error(e: Exception, path: str) -> UsageError | None:
     """The line for an error raised while running the config file's get_config, else None."""
     text = str(e)
-    if text.startswith("Error whilst parsing config file"):  # ml_collections wraps TypeError/ValueError
-        last = [line for line in text.splitlines() if line.strip()][-1]
-        return UsageError(f"config file {path}: get_config() raised {last.strip()}")
     frames = traceback.extract_tb(e.__traceback__)
     ours = [f for f in frames if os.path.abspath(f.filename) == os.path.abspath(path)]
     if ours:
@@ -242,7 +242,7 @@ def parse_flags(flag_values: flags.FlagValues, argv: list[str], *, config_flag: 
     except flags.UnrecognizedFlagError as e:
         raise _unknown_flag(e, flag_values, config_flag) from None
     except flags.IllegalFlagValueError as e:
-        raise _illegal_value(e) from None
+        raise _illegal_value(e, path.split(":", 1)[0]) from None
     except flags.Error as e:
         raise UsageError(one_line(str(e))) from None
     except Exception as e:  # noqa: BLE001 (the config file's own code, or an override of no field)
