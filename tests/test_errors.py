@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -294,3 +295,34 @@ def test_debug_through_the_script_shows_the_traceback(tmp_path):
     assert proc.returncode == USAGE
     assert "Traceback" in proc.stderr
     assert proc.stderr.splitlines()[-1] == "error: train.batch_size must be a positive integer, got 0"
+
+
+def start_training(workdir, *args):
+    """train.py on a 2,000-image subset for many epochs; returns the process once its first epoch has ended."""
+    env = {**os.environ, "JAXNN_COMPILATION_CACHE": "/tmp/jaxnn-test-xla"}
+    proc = subprocess.Popen([sys.executable, "train.py", f"--workdir={workdir}", "--config.train.epochs=500",
+                             "--config.dataset.train_split=train[:2000]", "--config.dataset.test_split=test[:500]",
+                             "--config.model.hidden_units=(32,)", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in proc.stdout:
+        if line.startswith("Epoch 2/"):
+            return proc
+    raise AssertionError(proc.stderr.read())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals,status,name", [
+    ((signal.SIGINT,), 130, "Ctrl-C (SIGINT)"),
+    ((signal.SIGTERM, signal.SIGTERM), 143, "SIGTERM"),   # the second, 0.05 s later, must not cut the save short
+])
+def test_a_stop_during_training_saves_then_exits_with_the_shells_status(tmp_path, signals, status, name):
+    proc = start_training(tmp_path / "run")
+    for i, signum in enumerate(signals):
+        time.sleep(0.05 * bool(i))
+        proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Stopped by {name} at step "), err
+    saved = lines[0].split("checkpoint saved to ")[1].split(";")[0]
+    assert os.path.isdir(saved) and saved.endswith(lines[0].split("at step ")[1].split(" ")[0].zfill(9))
