@@ -46,6 +46,8 @@ def train(argv: list[str]) -> None:
         raise cli.UsageError("--workdir is required (where results, curves and checkpoints go)")
     flags.FLAGS.mark_as_parsed()  # absl's logging reads its own flags: their defaults
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+    if not defined["debug"].value:
+        cli.quiet_library_logs()
     cli.enable_compilation_cache(
         os.environ.get("JAXNN_COMPILATION_CACHE", os.path.expanduser("~/.cache/jaxnn/xla")),
         warn=lambda line: print(line, file=sys.stderr))

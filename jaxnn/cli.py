@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import errno
+import logging
 import os
 import re
 import signal
@@ -52,11 +53,20 @@ def one_line(text: str) -> str:
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
+_DISK_FULL = ("No space left on device", f"os_error_code='{errno.ENOSPC}'")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc` or an exception it was raised from is a full disk (orbax reports ENOSPC in a ValueError)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or any(s in str(exc) for s in _DISK_FULL):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _os_error(e: OSError) -> str:
     where = f" ({e.filename})" if e.filename else ""
-    if e.errno == errno.ENOSPC:
-        return (f"no space left on the device{where}: free some space and run the same command again "
-                "(it resumes from the last checkpoint)")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write{where}: {e.strerror}; give a --workdir you can write to"
     return f"{e.strerror or one_line(str(e))}{where}"
@@ -78,6 +88,11 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"error: {one_line(str(exc))}", USAGE
     if isinstance(exc, DatasetUnavailableError):
         return f"error: {one_line(str(exc))}", FAILURE
+    if _disk_full(exc):
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        detail = "" if isinstance(exc, OSError) else f"; {one_line(str(exc))[:300]}"  # says where, when wrapped
+        return (f"error: no space left on the device{where}: free some space and run the same command again "
+                f"(it resumes from the last checkpoint){detail}", FAILURE)
     if isinstance(exc, OSError):
         return f"error: {_os_error(exc)}", FAILURE
     if _is_run_failure(exc):
@@ -89,15 +104,32 @@ def describe(exc: BaseException) -> tuple[str, int]:
 def _is_run_failure(exc: BaseException) -> bool:
     """A failure jaxnn itself reports (non-finite training, a damaged checkpoint), with a message made for users."""
     from jaxnn.checkpoint import CorruptCheckpointError
+    from jaxnn.checkpoint_writer import CheckpointWriteError
     from jaxnn.training.guard import NonFiniteError
 
-    return isinstance(exc, (NonFiniteError, CorruptCheckpointError))
+    return isinstance(exc, (NonFiniteError, CorruptCheckpointError, CheckpointWriteError))
 
 
 def ignore_stop_signals() -> None:
     """From here on SIGTERM and Ctrl-C change nothing: the run is reporting how it ended, or exiting."""
     for s in STOP_SIGNALS:
         signal.signal(s, signal.SIG_IGN)
+
+
+class _OrbaxThreadErrors(logging.Filter):
+    """Drops orbax's log of an exception in one of its worker threads (with the traceback): the same exception
+    reaches the caller, which reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and f"orbax{os.sep}checkpoint" in record.pathname)
+
+
+def quiet_library_logs() -> None:
+    """Leave reporting errors to train.py: no traceback logged by orbax's threads (see `_OrbaxThreadErrors`)."""
+    logging.getLogger("absl").addFilter(_ORBAX_THREAD_ERRORS)
+
+
+_ORBAX_THREAD_ERRORS = _OrbaxThreadErrors()
 
 
 def quiet_exit(status: int, debug: bool) -> None:

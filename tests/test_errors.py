@@ -16,6 +16,7 @@ import time
 import pytest
 
 from jaxnn import cli
+from jaxnn.checkpoint_writer import CheckpointWriteError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MLP = str(ROOT / "configs" / "fashion_mnist_mlp.py")
@@ -225,6 +226,13 @@ def test_stop_signals_outside_training_are_one_line_with_the_shells_status(capsy
     (OSError(28, "No space left on device", "/w/checkpoints/step_5/arrays"), FAILURE,
      "error: no space left on the device (/w/checkpoints/step_5/arrays): free some space and run the same "
      "command again (it resumes from the last checkpoint)"),
+    (CheckpointWriteError("saving step 28 in /w/checkpoints failed: ValueError: RESOURCE_EXHAUSTED: Failed to "
+                          "write 264448 bytes to file 16: No space left on device [os_error_code='28']"), FAILURE,
+     "error: no space left on the device: free some space and run the same command again (it resumes from the "
+     "last checkpoint); saving step 28 in /w/checkpoints failed: ValueError: RESOURCE_EXHAUSTED: Failed to write "
+     "264448 bytes to file 16: No space left on device [os_error_code='28']"),
+    (CheckpointWriteError("the checkpoint writer process exited (code -9) before saving step 5"), FAILURE,
+     "error: the checkpoint writer process exited (code -9) before saving step 5"),
     (PermissionError(13, "Permission denied", "/w/history.csv"), FAILURE,
      "error: cannot write (/w/history.csv): Permission denied; give a --workdir you can write to"),
     (RuntimeError("boom\nsecond line"), FAILURE,
@@ -326,3 +334,36 @@ def test_a_stop_during_training_saves_then_exits_with_the_shells_status(tmp_path
     assert len(lines) == 1 and lines[0].startswith(f"Stopped by {name} at step "), err
     saved = lines[0].split("checkpoint saved to ")[1].split(";")[0]
     assert os.path.isdir(saved) and saved.endswith(lines[0].split("at step ")[1].split(" ")[0].zfill(9))
+
+
+def test_a_workdir_you_cannot_write_is_refused_before_anything(train_module, capsys, stage, monkeypatch):
+    """(Root may write anywhere, so `os.access` stands in for a directory of another user.)"""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: real_access(p, mode) and str(p) != str(stage / "run"))
+    before = tree(stage)
+    code, _, err = run_in_process(train_module, capsys, stage, [f"--workdir={stage / 'run' / 'sub'}"])
+    assert code == USAGE and err.splitlines() == [
+        f"error: workdir {stage / 'run' / 'sub'} is not writable: {stage / 'run'} is not writable by you; give a "
+        "--workdir you can write to"]
+    assert tree(stage) == before
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_the_older_checkpoints_stay(tmp_path):
+    """A 400 kB tmpfs fills up at the second checkpoint (needs root's mount; skipped elsewhere)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(small)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        proc = script(f"--workdir={small / 'run'}", "--config.train.epochs=5", "--quiet",
+                      "--config.dataset.train_split=train[:2000]", "--config.dataset.test_split=test[:500]",
+                      "--config.model.hidden_units=(32,)")
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode == FAILURE
+        assert len(errors) == 1 and errors[0].startswith("error: no space left on the device: free some space")
+        kept = [name for name in os.listdir(small / "run" / "checkpoints") if not name.startswith(".tmp")]
+        assert kept == ["step_000000014"]  # the older checkpoint stays whole
+    finally:
+        subprocess.run(["umount", str(small)])
