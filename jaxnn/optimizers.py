@@ -95,15 +95,14 @@ def one_cycle(learning_rate: float, total_steps: int, transition_steps: int = 0,
 # Optimizer options that must be numbers in a range: the test and how an error states it.
 _UNIT = (lambda v: 0 <= v < 1, "a number in [0, 1)")
 _NON_NEGATIVE = (lambda v: v >= 0, "a non-negative number")
-_RANGES = {"learning_rate": (lambda v: 0 < v < math.inf, "a positive finite number"), "momentum": _UNIT, "beta_1": _UNIT,
-           "beta_2": _UNIT, "rho": (lambda v: 0 < v < 1, "a number in (0, 1)"), "epsilon": _NON_NEGATIVE,
-           "weight_decay": _NON_NEGATIVE}
+_POSITIVE = (lambda v: 0 < v < math.inf, "a positive finite number")
+_RANGES = {"learning_rate": _POSITIVE, "momentum": _UNIT, "beta_1": _UNIT, "beta_2": _UNIT,
+           "rho": (lambda v: 0 < v < 1, "a number in (0, 1)"), "epsilon": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE}
 
 
 # Schedule options that must be numbers in a range.
-_POSITIVE = (lambda v: 0 < v < math.inf, "a positive finite number")
-_SCHEDULE_RANGES = {"decay_rate": _POSITIVE, "init_value": (lambda v: 0 <= v < math.inf, "a non-negative finite number"),
-                    "end_value": (lambda v: 0 <= v < math.inf, "a non-negative finite number"),
+_NON_NEGATIVE_FINITE = (lambda v: 0 <= v < math.inf, "a non-negative finite number")
+_SCHEDULE_RANGES = {"decay_rate": _POSITIVE, "init_value": _NON_NEGATIVE_FINITE, "end_value": _NON_NEGATIVE_FINITE,
                     "pct_start": (lambda v: 0 < v < 1, "a number in (0, 1)"), "div_factor": _POSITIVE,
                     "final_div_factor": _POSITIVE}
 

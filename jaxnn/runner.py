@@ -47,7 +47,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> d
     """Run the task `config.task` names and write its results files; returns the results dict.
 
     Raises ValueError for a bad config, a workdir that is a file or not
-    writable, or a workdir of another run (nothing written), `TrainingInterrupted` after a SIGTERM (a checkpoint saved) and
+    writable, or a workdir of another run (nothing written),
+    `TrainingInterrupted` after a SIGTERM (a checkpoint saved) and
     `NonFiniteError` when a classifier's loss or gradient went NaN/inf.
     """
     check_workdir(workdir)

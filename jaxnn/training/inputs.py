@@ -73,7 +73,8 @@ def check_labels(y: np.ndarray, sparse: bool, num_classes: int) -> None:
     finite = y[np.isfinite(y)] if y.dtype.kind == "f" else y
     fractional = finite[finite != np.round(finite)] if y.dtype.kind == "f" else finite[:0]
     if fractional.size:
-        raise ValueError(f"labels must be whole class ids for a sparse loss, found {sorted(set(fractional.tolist()))[:5]}: "
+        found = sorted(set(fractional.tolist()))[:5]
+        raise ValueError(f"labels must be whole class ids for a sparse loss, found {found}: "
                          "round them, or give one-hot targets with a categorical loss")
     bad = finite[(finite < 0) | (finite >= num_classes)]
     if bad.size:

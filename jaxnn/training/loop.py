@@ -218,9 +218,9 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
         if sigterm.requested:
             for cb in run.callbacks:
                 cb.on_interrupt(run)
-            run.stop_reason = (f"Stopped by {sigterm.name} at step {run.step} (epoch {run.epoch + 1}, step {run.position} "
-                               f"of {run.steps_per_epoch}); " + (f"checkpoint saved to {run.last_checkpoint}"
-                                                                 if run.last_checkpoint else "no checkpoint was saved"))
+            saved = f"checkpoint saved to {run.last_checkpoint}" if run.last_checkpoint else "no checkpoint was saved"
+            run.stop_reason = (f"Stopped by {sigterm.name} at step {run.step} (epoch {run.epoch + 1}, "
+                               f"step {run.position} of {run.steps_per_epoch}); {saved}")
         run.history.stop_reason, run.history.nonfinite = run.stop_reason, run.nonfinite
         for cb in run.callbacks:
             cb.on_train_end(run)
