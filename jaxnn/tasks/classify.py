@@ -23,6 +23,7 @@ import ml_collections
 from jaxnn.checkpoint import save_tree
 from jaxnn.config import Experiment, build, fingerprint
 from jaxnn.data.specs import IMAGE_DATASETS
+from jaxnn.data.splits import check_data_dir, split_size
 from jaxnn.models import summary
 from jaxnn.report import classification_report, plot_confusion_matrix, plot_errors
 from jaxnn.saving import save_model
@@ -54,6 +55,27 @@ def _callbacks(train: dict, workdir: str, checkpointer: ModelCheckpoint) -> list
     return callbacks + [checkpointer]
 
 
+def check_splits(experiment: Experiment) -> int:
+    """The data location and split sizes against the batch size, from TFDS's metadata before any data is read;
+    returns the training split's size."""
+    ds, train = experiment.dataset, experiment.train
+    check_data_dir(ds.get("data_dir"))
+    sizes = {field: split_size(ds["name"], ds.get(field, default), ds.get("data_dir"), f"dataset.{field}")
+             for field, default in (("train_split", "train"), ("test_split", "test"))}
+    for field, size in sizes.items():
+        if not size:
+            raise ValueError(f"dataset.{field} {ds.get(field)!r} holds no examples")
+    num_train, num_val = split_sizes(sizes["train_split"], train["validation_split"])
+    if train["validation_split"] and not num_val:
+        raise ValueError(f"train.validation_split {train['validation_split']} of {sizes['train_split']} examples "
+                         "holds out none: raise it or set it to 0")
+    if num_train < train["batch_size"]:
+        left = " left after train.validation_split" if num_val else ""
+        raise ValueError(f"train.batch_size {train['batch_size']} is larger than the {num_train} training "
+                         f"examples{left}: give a batch size of at most {num_train}")
+    return sizes["train_split"]
+
+
 @TASKS.register("classify")
 def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> tuple[dict, History]:
     """Train and evaluate a classifier; returns the results (test metrics, sizes) and the History.
@@ -66,6 +88,7 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
 
     started = time.perf_counter()
     experiment = build(config)  # every config error surfaces here, before any I/O
+    check_splits(experiment)
     ckpt_cfg = experiment.checkpoint
     checkpointer = ModelCheckpoint(os.path.join(workdir, "checkpoints"), monitor=ckpt_cfg["monitor"] or None,
                                    every_steps=ckpt_cfg["every_steps"], keep=ckpt_cfg["keep"],

@@ -33,6 +33,7 @@ from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
+from jaxnn.training.inputs import check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, fit_loop
 from jaxnn.training.precision import LossScale, get_policy
 from jaxnn.training.state import TrainState
@@ -189,6 +190,7 @@ class Trainer:
     def check_data(self, state: TrainState, x, y) -> int:
         """Validate inputs and targets against the model before any step; returns the example count."""
         n = _num_examples((x, y))
+        check_inputs(self.model, x)
         out = self.output_spec(state, x)
         if not isinstance(out, jax.ShapeDtypeStruct):  # several outputs: the loss checks targets per output
             spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), np.asarray(a).dtype), y)
@@ -204,13 +206,7 @@ class Trainer:
         except (ValueError, TypeError) as e:
             raise ValueError(f"targets of shape {y.shape[1:]} (per example) do not fit the model's "
                              f"output {out.shape[1:]} under this loss: {e}") from None
-        if np.issubdtype(y.dtype, np.integer) and out.shape[-1] > 1 and y.ndim == len(out.shape) - 1:
-            bad = y[(y < 0) | (y >= out.shape[-1])]
-            if bad.size:
-                raise ValueError(
-                    f"labels must be in [0, {out.shape[-1]}) for a model with {out.shape[-1]} outputs, "
-                    f"found {sorted(set(bad.tolist()))[:5]}"
-                )
+        check_labels(y, sparse=out.shape[-1] > 1 and y.ndim == len(out.shape) - 1, num_classes=out.shape[-1])
         return n
 
     # -- loops --------------------------------------------------------------------
@@ -246,6 +242,7 @@ class Trainer:
     def predict(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs for every example of `x` (probabilities if the model ends in softmax)."""
         batch_size = validation.positive_int("batch_size", batch_size)
+        check_inputs(self.model, x)
         self.output_spec(state, x)
         data, n, num_batches = self._padded(x, None, batch_size)
         outs = [self._predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size=batch_size)
