@@ -44,7 +44,7 @@ def main(argv):
         raise app.UsageError("--workdir is required (where results, curves and checkpoints go)")
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     _enable_compilation_cache()
-    from jaxnn.checkpoint import CorruptCheckpointError
+    from jaxnn.checkpoint import CheckpointError
     from jaxnn.runner import NonFiniteError, run
     from jaxnn.training import TrainingInterrupted
 
@@ -53,7 +53,7 @@ def main(argv):
     except TrainingInterrupted as e:
         print(f"{e}; run the same command again to resume", file=sys.stderr)
         sys.exit(143)
-    except (ValueError, NonFiniteError, CorruptCheckpointError) as e:
+    except (ValueError, NonFiniteError, CheckpointError) as e:
         sys.exit(f"error: {e}")
 
 
