@@ -4,7 +4,9 @@
     <checkpoint>/meta.json   written by process 0 after orbax's commit, last: without it the checkpoint is
                              incomplete. Holds the format, each array's path, shape, dtype and on-device
                              fingerprint (`fingerprint.py`), the mesh and shardings it was saved from, the
-                             caller's metadata, and a SHA-256 of all of that (`checksum`).
+                             size and SHA-256 of every file orbax wrote (`files`: damage to a file orbax
+                             would not even read is found too), the caller's metadata, and a SHA-256 of
+                             all of that (`checksum`).
 
 Arrays are stored as `a<i>` in the order of `meta.json`'s entries (PRNG keys as key data; arrays without
 elements, which orbax refuses, only as an entry). Restoring reads each array straight onto the sharding
@@ -64,10 +66,35 @@ def _canonical(record: dict) -> bytes:
 
 
 def seal(record: dict) -> dict:
-    """A copy of `record` (later changes to the caller's lists do not reach it) with `checksum`: the SHA-256 of
-    its canonical JSON, so no field can be edited unseen."""
-    text = _canonical(record)
-    return {**json.loads(text), "checksum": hashlib.sha256(text).hexdigest()}
+    """`record` with `checksum`: the SHA-256 of its canonical JSON, so no field can be edited unseen."""
+    return {**record, "checksum": hashlib.sha256(_canonical(record)).hexdigest()}
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def manifest(directory: str) -> dict[str, list]:
+    """Relative path -> [size, SHA-256] of every file under `directory`."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            full = os.path.join(root, name)
+            files[os.path.relpath(full, directory)] = [os.path.getsize(full), _file_digest(full)]
+    return files
+
+
+def _check_files(path: str, meta: dict) -> None:
+    arrays = os.path.join(path, ARRAYS_DIR)
+    for name, (size, digest) in sorted(meta.get("files", {}).items()):
+        full = os.path.join(arrays, name)
+        try:
+            intact = os.path.getsize(full) == size and _file_digest(full) == digest
+        except OSError:
+            intact = False
+        if not intact:
+            raise CorruptCheckpointError(f"checkpoint {path} is corrupt: {ARRAYS_DIR}/{name} is missing or altered")
 
 
 def _sharding_text(x) -> str:
@@ -84,7 +111,8 @@ def _mesh_text(arrays) -> dict | None:
 
 
 def prepare(tree, meta: dict | None = None) -> tuple[dict, dict]:
-    """(sealed meta.json record, orbax's `a<i>` arrays) of `tree`; NonFiniteStateError if any array is not finite.
+    """(meta.json's record, to `seal` once written, and orbax's `a<i>` arrays) of `tree`; NonFiniteStateError if
+    any array is not finite.
 
     The fingerprints and the finiteness check run on the arrays' devices; only scalars reach the host.
     """
@@ -99,12 +127,15 @@ def prepare(tree, meta: dict | None = None) -> tuple[dict, dict]:
                         "sharding": _sharding_text(x)})
         if x.size:
             arrays[f"a{i}"] = x
-    record = seal({"format": FORMAT_VERSION, "mesh": _mesh_text(flat.values()), "arrays": entries, **(meta or {})})
-    return record, arrays
+    record = {"format": FORMAT_VERSION, "mesh": _mesh_text(flat.values()), "arrays": entries, **(meta or {})}
+    return json.loads(_canonical(record)), arrays  # a copy: later changes to the caller's lists do not reach it
 
 
 def write_meta(directory: str, record: dict) -> None:
-    """Write `meta.json` into `directory` atomically and durably (process 0 only)."""
+    """Seal `record` with the manifest of `directory`'s arrays and write it as `meta.json`, atomically and
+    durably (process 0 only, after orbax's commit)."""
+    arrays = os.path.join(directory, ARRAYS_DIR)
+    record = seal({**record, "files": manifest(arrays) if os.path.isdir(arrays) else {}})
     tmp = os.path.join(directory, f".tmp-{META_FILE}")
     with open(tmp, "w") as f:
         f.write(_canonical(record).decode())
@@ -139,6 +170,9 @@ def read_meta(path: str | os.PathLike) -> dict:
     try:
         with open(os.path.join(path, META_FILE), "rb") as f:
             record = json.loads(f.read())
+        if record.get("format") in range(1, FORMAT_VERSION):
+            raise CorruptCheckpointError(f"checkpoint {path} is in format {record['format']}, written by an older "
+                                         f"jaxnn; this one reads format {FORMAT_VERSION} only")
         sealed = {k: v for k, v in record.items() if k != "checksum"}
         intact = seal(sealed)["checksum"] == record["checksum"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -147,9 +181,6 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise CorruptCheckpointError(f"checkpoint {path} {reason}") from None
     if not intact:
         raise CorruptCheckpointError(f"checkpoint {path}: {META_FILE} does not match its checksum (altered)")
-    if record.get("format") != FORMAT_VERSION:
-        raise CorruptCheckpointError(f"checkpoint {path} is in format {record.get('format')}, written by an older "
-                                     f"jaxnn; this one reads format {FORMAT_VERSION} only")
     return record
 
 
@@ -191,6 +222,7 @@ def restore(path: str | os.PathLike, where, meta: dict | None = None) -> tuple[d
                                          f"{entry['dtype']}, its target is {t.shape} {t.dtype}")
         want[f"a{i}"] = t
     stored = {k: t for k, t in want.items() if np.prod(t.shape, dtype=np.int64)}
+    _check_files(path, meta)
     try:
         restored = {}
         if stored:
