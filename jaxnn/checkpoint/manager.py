@@ -165,11 +165,11 @@ class CheckpointManager:
 
     def restore(self, where, validate=None) -> tuple[dict, dict] | None:
         """The newest checkpoint that verifies, as (path -> array placed by `where(entry)`, metadata); None if
-        there is no checkpoint at all.
+        there is none but incomplete ones (no meta.json: a save cut short).
 
         `validate(meta)` runs on each candidate's verified metadata before its arrays are read and may raise
         (e.g. CheckpointMismatchError: that refuses). A checkpoint that is incomplete, altered or unreadable is
-        skipped with a warning; if none verifies, CorruptCheckpointError says so.
+        skipped with a warning; if complete ones exist and none verifies, CorruptCheckpointError says so.
         """
         problems = []
         for step in reversed(self.all_steps()):
@@ -179,7 +179,8 @@ class CheckpointManager:
                     validate(meta)
                 return store.restore(self.path(step), where, meta)
             except CorruptCheckpointError as e:
-                problems.append(str(e))
+                if os.path.exists(os.path.join(self.path(step), store.META_FILE)):
+                    problems.append(str(e))  # incomplete ones (a save cut short) do not stop a fresh start
                 warnings.warn(f"{e}; falling back to an older checkpoint", RuntimeWarning, stacklevel=2)
         if problems:
             raise CorruptCheckpointError(f"no checkpoint in {self.directory} verifies ({'; '.join(problems)}); "

@@ -82,10 +82,18 @@ def test_corruption_matrix_falls_back_with_a_warning_never_silently_different(tm
 
 
 def test_no_verifying_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
-    manager = _saved(tmp_path, (5,))
-    os.remove(pathlib.Path(manager.path(5), "meta.json"))
+    manager = _saved(tmp_path, (5, 6))
+    _flip(_named(pathlib.Path(manager.path(5)))["arrays/d/#0"])
+    os.remove(pathlib.Path(manager.path(6), "meta.json"))  # incomplete: as a kill before meta.json leaves it
     with pytest.warns(RuntimeWarning), pytest.raises(ckpt.CorruptCheckpointError, match="no checkpoint in .* verifies"):
         manager.restore(_where)
+
+
+def test_only_incomplete_checkpoints_start_afresh_with_a_warning(tmp_path):
+    manager = _saved(tmp_path, (5,))
+    os.remove(pathlib.Path(manager.path(5), "meta.json"))
+    with pytest.warns(RuntimeWarning, match="step_000000005 has no meta.json .incomplete"):
+        assert manager.restore(_where) is None
 
 
 def test_keeps_the_last_k_plus_the_best(tmp_path):

@@ -90,3 +90,17 @@ def test_callbacks_can_be_reused_across_fits(tmp_path):
     for _ in range(2):  # the best weights of the first fit were handed back: the second must not reuse them
         state, history = trainer.fit(state, x, y, epochs=2, validation_split=0.2, callbacks=callbacks, verbose=0)
     assert len(history.epoch) == 2 and int(state.step) == 60
+
+
+@pytest.mark.parametrize("check_finite", [False, True])
+def test_a_run_gone_non_finite_leaves_only_finite_checkpoints(tmp_path, check_finite):
+    """A huge learning rate makes the parameters inf while the loss of that step was still finite: the
+    state to save is checked itself, so no checkpoint on disk holds NaN/inf and the newest is the last good."""
+    trainer = classifier(optimizer=optimizers.get("sgd", learning_rate=1e30), check_finite=check_finite)
+    with pytest.warns(RuntimeWarning, match="checkpoint at step .* skipped"):
+        fit(trainer, [ModelCheckpoint(tmp_path, every_steps=1, print_fn=None)], epochs=2)
+    manager = ckpt.CheckpointManager(tmp_path)
+    assert manager.steps(), "the first steps were finite and saved"
+    for step in manager.steps():
+        saved = ckpt.load_tree(manager.path(step))
+        assert all(np.isfinite(a).all() for a in saved.values() if np.issubdtype(a.dtype, np.floating)), step
