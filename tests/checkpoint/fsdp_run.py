@@ -6,7 +6,6 @@ import json
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import checkpoint as ckpt, distributed, layers, models
