@@ -18,7 +18,7 @@ import warnings
 from jaxnn.checkpoint.trees import CheckpointError
 
 LOCK_FILE = "LOCK"
-_held: dict[str, int] = {}  # directory -> file descriptor holding its flock, in this process
+_held: dict[str, list] = {}  # directory -> [file descriptor holding its flock, claimed], in this process
 
 
 class CheckpointLockedError(CheckpointError):
@@ -55,11 +55,22 @@ def _describe(holder: dict | None) -> str:
     return f"pid {holder.get('pid')} on {holder.get('host')} (started {holder.get('started')})"
 
 
-def acquire(directory: str | os.PathLike) -> None:
-    """Take `directory`'s lock (creating the directory) or raise CheckpointLockedError naming the holder."""
+def acquire(directory: str | os.PathLike, claim: bool = True) -> None:
+    """Take `directory`'s lock (creating the directory) or raise CheckpointLockedError naming the holder.
+
+    Without `claim` the lock is held but its file is left as it was (so a run refused for another reason
+    leaves the directory untouched); a later `acquire` with `claim` writes this process into it.
+    """
     directory = os.path.abspath(os.fspath(directory))
-    if directory in _held:
-        return
+    if directory not in _held:
+        _held[directory] = [_lock(directory), False]
+    fd, claimed = _held[directory]
+    if claim and not claimed:
+        _claim(directory, fd)
+        _held[directory][1] = True
+
+
+def _lock(directory: str) -> int:
     os.makedirs(directory, exist_ok=True)
     fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -70,8 +81,7 @@ def acquire(directory: str | os.PathLike) -> None:
         raise CheckpointLockedError(f"{directory} is in use by {_describe(holder)}: wait for that run to end, "
                                     "or use another workdir") from None
     previous = _read(fd)
-    host = socket.gethostname()
-    if previous is not None and previous.get("host") != host:
+    if previous is not None and previous.get("host") != socket.gethostname():
         os.close(fd)
         raise CheckpointLockedError(f"{directory} is locked by {_describe(previous)}, another host: if that run "
                                     f"has ended, delete {os.path.join(directory, LOCK_FILE)}")
@@ -79,20 +89,26 @@ def acquire(directory: str | os.PathLike) -> None:
         os.close(fd)  # flock does not reach this filesystem's other clients; the holder still runs
         raise CheckpointLockedError(f"{directory} is in use by {_describe(previous)}: wait for that run to end, "
                                     "or use another workdir")
-    if previous is not None:
+    return fd
+
+
+def _claim(directory: str, fd: int) -> None:
+    previous = _read(fd)
+    if previous is not None and int(previous.get("pid", -1)) != os.getpid():
         warnings.warn(f"taking over the lock of {directory} left by {_describe(previous)}, which is no longer "
-                      "running", RuntimeWarning, stacklevel=2)
-    me = {"host": host, "pid": os.getpid(), "ticks": _start_ticks(os.getpid()),
+                      "running", RuntimeWarning, stacklevel=3)
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "ticks": _start_ticks(os.getpid()),
           "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(me).encode(), 0)
     os.fsync(fd)
-    _held[directory] = fd
 
 
 def release(directory: str | os.PathLike) -> None:
-    """Give the lock back (its file is emptied, not deleted); a no-op if this process does not hold it."""
-    fd = _held.pop(os.path.abspath(os.fspath(directory)), None)
+    """Give the lock back (its file emptied if this process wrote into it, never deleted); a no-op if this
+    process does not hold it."""
+    fd, claimed = _held.pop(os.path.abspath(os.fspath(directory)), (None, False))
     if fd is not None:
-        os.ftruncate(fd, 0)
+        if claimed:
+            os.ftruncate(fd, 0)
         os.close(fd)

@@ -42,12 +42,13 @@ class CheckpointManager:
     def path(self, step: int) -> str:
         return os.path.join(self.directory, f"step_{step:09d}")
 
-    def lock(self) -> None:
-        """Take the directory's lock (process 0; every process raises if it is held by another run)."""
+    def lock(self, claim: bool = True) -> None:
+        """Take the directory's lock (process 0; every process raises if it is held by another run); without
+        `claim`, the lock file is left untouched until a later `lock()`."""
         error = None
         if store.is_primary():
             try:
-                lock.acquire(self.directory)
+                lock.acquire(self.directory, claim)
             except lock.CheckpointLockedError as e:
                 error = e
         if jax.process_count() > 1:

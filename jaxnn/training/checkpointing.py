@@ -44,11 +44,16 @@ class ModelCheckpoint(Callback):
 
     def check_compatible(self) -> None:
         """Take the directory's lock, then refuse (CheckpointMismatchError) if the newest checkpoint whose
-        metadata verifies has another fingerprint; reads metadata only."""
-        self.manager.lock()
+        metadata verifies has another fingerprint; reads metadata only, and writes nothing before it passes."""
+        self.manager.lock(claim=False)
         meta = self.manager.latest_meta()
         if meta is not None:
-            self._check_fingerprint(meta)
+            try:
+                self._check_fingerprint(meta)
+            except ckpt.CheckpointMismatchError:
+                self.manager.close()
+                raise
+        self.manager.lock()
 
     def _check_fingerprint(self, meta: dict) -> None:
         if self.fingerprint is None:
