@@ -103,11 +103,10 @@ def describe(exc: BaseException) -> tuple[str, int]:
 
 def _is_run_failure(exc: BaseException) -> bool:
     """A failure jaxnn itself reports (non-finite training, a damaged checkpoint), with a message made for users."""
-    from jaxnn.checkpoint import CorruptCheckpointError
-    from jaxnn.checkpoint_writer import CheckpointWriteError
+    from jaxnn.checkpoint import CheckpointError
     from jaxnn.training.guard import NonFiniteError
 
-    return isinstance(exc, (NonFiniteError, CorruptCheckpointError, CheckpointWriteError))
+    return isinstance(exc, (NonFiniteError, CheckpointError))
 
 
 def ignore_stop_signals() -> None:

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from jaxnn import cli
-from jaxnn.checkpoint_writer import CheckpointWriteError
+from jaxnn.checkpoint import CheckpointLockedError, CheckpointWriteError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MLP = str(ROOT / "configs" / "fashion_mnist_mlp.py")
@@ -231,8 +231,8 @@ def test_stop_signals_outside_training_are_one_line_with_the_shells_status(capsy
      "error: no space left on the device: free some space and run the same command again (it resumes from the "
      "last checkpoint); saving step 28 in /w/checkpoints failed: ValueError: RESOURCE_EXHAUSTED: Failed to write "
      "264448 bytes to file 16: No space left on device [os_error_code='28']"),
-    (CheckpointWriteError("the checkpoint writer process exited (code -9) before saving step 5"), FAILURE,
-     "error: the checkpoint writer process exited (code -9) before saving step 5"),
+    (CheckpointLockedError("/w/checkpoints is in use by another run (pid 7 on host h)"), FAILURE,
+     "error: /w/checkpoints is in use by another run (pid 7 on host h)"),
     (PermissionError(13, "Permission denied", "/w/history.csv"), FAILURE,
      "error: cannot write (/w/history.csv): Permission denied; give a --workdir you can write to"),
     (RuntimeError("boom\nsecond line"), FAILURE,
