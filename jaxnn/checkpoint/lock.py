@@ -2,8 +2,9 @@
 
 The kernel drops a `flock` when its process dies, so a lock left by a killed run is free to take; its
 file still names the dead holder, which is reported as a stale lock taken over. A live holder makes a
-second run refuse in one line. The file is never deleted (a deleted lock file lets two runs each lock
-an inode of their own): releasing empties it. A process may take a lock it already holds (two fits in
+second run refuse in one line. The file is not deleted (a deleted lock file lets two runs each lock
+an inode of their own): releasing empties it. Only a run that wrote nothing else (it failed before
+training) removes it, while still holding it, with the directories that taking it created. A process may take a lock it already holds (two fits in
 one program), and holds it until it releases it or exits.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import warnings
 from jaxnn.checkpoint.trees import CheckpointError
 
 LOCK_FILE = "LOCK"
-_held: dict[str, list] = {}  # directory -> [file descriptor holding its flock, claimed], in this process
+_held: dict[str, list] = {}  # directory -> [flock's file descriptor, claimed, paths its taking created], here
 
 
 class CheckpointLockedError(CheckpointError):
@@ -63,11 +64,21 @@ def acquire(directory: str | os.PathLike, claim: bool = True) -> None:
     """
     directory = os.path.abspath(os.fspath(directory))
     if directory not in _held:
-        _held[directory] = [_lock(directory), False]
-    fd, claimed = _held[directory]
+        created = _missing(os.path.join(directory, LOCK_FILE))
+        _held[directory] = [_lock(directory), False, created]
+    fd, claimed, _ = _held[directory]
     if claim and not claimed:
         _claim(directory, fd)
         _held[directory][1] = True
+
+
+def _missing(path: str) -> list[str]:
+    """`path` and those of its parent directories that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def _lock(directory: str) -> int:
@@ -104,11 +115,19 @@ def _claim(directory: str, fd: int) -> None:
     os.fsync(fd)
 
 
-def release(directory: str | os.PathLike) -> None:
-    """Give the lock back (its file emptied if this process wrote into it, never deleted); a no-op if this
-    process does not hold it."""
-    fd, claimed = _held.pop(os.path.abspath(os.fspath(directory)), (None, False))
-    if fd is not None:
-        if claimed:
-            os.ftruncate(fd, 0)
-        os.close(fd)
+def release(directory: str | os.PathLike, *, untouched: bool = False) -> None:
+    """Give the lock back (its file emptied if this process wrote into it); a no-op if this process does not
+    hold it. `untouched`: nothing but the lock was written (the run failed before training), so the lock
+    file and the directories that taking it created are removed, leaving the tree as it was."""
+    fd, claimed, created = _held.pop(os.path.abspath(os.fspath(directory)), (None, False, []))
+    if fd is None:
+        return
+    if claimed:
+        os.ftruncate(fd, 0)
+    if untouched:
+        for path in created:  # the lock file first, then the directories it needed, deepest first
+            try:
+                os.unlink(path) if path.endswith(LOCK_FILE) else os.rmdir(path)
+            except OSError:
+                break  # something else was written there meanwhile: keep it
+    os.close(fd)

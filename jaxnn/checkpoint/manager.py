@@ -38,6 +38,7 @@ class CheckpointManager:
         self.directory = os.path.abspath(os.fspath(directory))
         self.keep, self.best_mode = keep, best_mode
         self._checkpointer, self._io, self._cleaned = None, Background(), False
+        self._saved = False  # a save was started: the directory holds more than the lock
 
     def path(self, step: int) -> str:
         return os.path.join(self.directory, f"step_{step:09d}")
@@ -101,6 +102,7 @@ class CheckpointManager:
         self.wait()
         self.lock()
         path = self.path(step)
+        self._saved = True
         if store.is_primary():
             self._clean(step)
         if self._checkpointer is None:
@@ -162,7 +164,7 @@ class CheckpointManager:
                 self._checkpointer = None
         finally:
             if store.is_primary():
-                lock.release(self.directory)
+                lock.release(self.directory, untouched=not self._saved)
 
     def restore(self, where, validate=None) -> tuple[dict, dict] | None:
         """The newest checkpoint that verifies, as (path -> array placed by `where(entry)`, metadata); None if

@@ -95,9 +95,13 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
                                    fingerprint=fingerprint(config), print_fn=print_fn)
     checkpointer.check_compatible()  # another run's workdir is refused before anything is read or written
     ds = experiment.dataset
-    (x_train, y_train), (x_test, y_test) = data.load_splits(  # text: the vocabulary comes from the train split
-        ds["name"], (ds.get("train_split", "train"), ds.get("test_split", "test")), data_dir=ds.get("data_dir"),
-        **data.dataset_options(ds))
+    try:
+        (x_train, y_train), (x_test, y_test) = data.load_splits(  # text: the vocabulary comes from the train split
+            ds["name"], (ds.get("train_split", "train"), ds.get("test_split", "test")), data_dir=ds.get("data_dir"),
+            **data.dataset_options(ds))
+    except BaseException:
+        checkpointer.close()  # nothing but the lock was written: it goes, and the workdir is as it was
+        raise
 
     train = experiment.train
     steps_per_epoch = split_sizes(x_train.shape[0], train["validation_split"])[0] // train["batch_size"]

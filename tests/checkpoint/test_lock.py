@@ -62,3 +62,20 @@ def test_a_lock_naming_another_host_is_not_taken(tmp_path):
     (tmp_path / "LOCK").write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": "then"}))
     with pytest.raises(lock.CheckpointLockedError, match="locked by pid 1 on elsewhere .*another host: if that run"):
         lock.acquire(tmp_path)
+
+
+def test_a_lock_released_untouched_leaves_the_tree_as_it_was(tmp_path):
+    directory = tmp_path / "run" / "checkpoints"
+    lock.acquire(directory)
+    assert (directory / lock.LOCK_FILE).exists()
+    lock.release(directory, untouched=True)
+    assert list(tmp_path.iterdir()) == []  # the lock file, checkpoints/ and run/ were all made by the lock
+
+
+def test_an_untouched_release_keeps_what_was_there_before(tmp_path):
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    (directory / "step_000000001").mkdir()
+    lock.acquire(directory)
+    lock.release(directory, untouched=True)
+    assert sorted(p.name for p in directory.iterdir()) == ["step_000000001"]
