@@ -68,6 +68,18 @@ class PerExample:
         return tuple(QUANTILES) if self.quantiles else ()
 
 
+def as_per_example(value) -> PerExample | None:
+    """The Trainer's `per_example` option: None, a PerExample, or a dict of its fields (an unknown one named)."""
+    if value is None or isinstance(value, PerExample):
+        return value
+    validation.require("per_example", value, isinstance(value, dict), "None, a PerExample or a dict of its fields")
+    allowed = [f.name for f in dataclasses.fields(PerExample)]
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown field per_example.{unknown[0]}; allowed: {', '.join(allowed)}")
+    return PerExample(**value)
+
+
 def refuse_model_state(model_state) -> None:
     """Per-example gradients need a model without batch statistics: one line naming the first stateful layer."""
     paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(model_state)[0]]

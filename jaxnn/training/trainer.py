@@ -37,7 +37,8 @@ from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
 from jaxnn.training.inputs import check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, fit_loop
-from jaxnn.training.per_example import HISTOGRAM_KEY, PerExample, refuse_model_state, zero_histogram
+from jaxnn.training.per_example import (HISTOGRAM_KEY, PerExample, as_per_example, refuse_model_state,
+                                        zero_histogram)
 from jaxnn.training.precision import LossScale, get_policy
 from jaxnn.training.state import TrainState
 from jaxnn.training.steps import forward, make_eval_step, make_train_step, results
@@ -90,8 +91,7 @@ class Trainer:
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "policy", get_policy(self.policy))
         validation.positive_int("accumulate_steps", self.accumulate_steps)
-        if isinstance(self.per_example, dict):
-            object.__setattr__(self, "per_example", PerExample(**self.per_example))
+        object.__setattr__(self, "per_example", as_per_example(self.per_example))
         self.loss_fn, self.tx, self.metric_objects  # resolve names now: a bad one fails here
 
     @functools.cached_property
