@@ -97,9 +97,9 @@ def example_norms(grads) -> jax.Array:
 
 def clipped_sum(grads, norms, clip_norm: float | None):
     """Sum over examples of each gradient scaled to norm <= `clip_norm` (plain sum when None)."""
-    if clip_norm is None:
-        return jax.tree_util.tree_map(lambda g: jnp.sum(g, axis=0), grads)
-    factor = jnp.minimum(1.0, clip_norm / jnp.maximum(norms, jnp.finfo(norms.dtype).tiny))
+    # A dot with the factors even without clipping: XLA on CPU sums over the example axis far slower than it dots.
+    factor = (jnp.ones_like(norms) if clip_norm is None
+              else jnp.minimum(1.0, clip_norm / jnp.maximum(norms, jnp.finfo(norms.dtype).tiny)))
     return jax.tree_util.tree_map(lambda g: jnp.tensordot(factor.astype(g.dtype), g, axes=1), grads)
 
 

@@ -1,4 +1,4 @@
-"""The privacy DP-SGD spent, as (epsilon, delta), from Google's `dp_accounting` (optional: `pip install jaxnn[privacy]`).
+"""The privacy DP-SGD spent, as (epsilon, delta), from Google's `dp_accounting` (`pip install 'jaxnn[privacy]'`).
 
 Each step is a sampled Gaussian mechanism: sampling rate batch_size / examples,
 noise multiplier s (noise std over the clip norm); the steps compose. The
@@ -10,16 +10,14 @@ shuffled batches (Chua et al., 2024, https://arxiv.org/abs/2403.17673).
 """
 from __future__ import annotations
 
+import importlib.util
+
 from jaxnn import validation
 
 
 def accountant_installed() -> bool:
-    """Whether `dp_accounting` imports here."""
-    try:
-        import dp_accounting  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether `dp_accounting` is installed here."""
+    return importlib.util.find_spec("dp_accounting") is not None
 
 
 def dp_sgd_epsilon(noise_multiplier: float, batch_size: int, num_examples: int, steps: int,

@@ -116,10 +116,12 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
         def example_grad_fn(params, model_state, micro, key, total_weight):
             """`grad_fn` from per-example gradients: their clipped sum over `total_weight`, and their norms."""
             size = jax.tree_util.tree_leaves(micro["targets"])[0].shape[0]
+            # Loss scaling at the magnitude of the plain step's (a batch-mean share), then removed: true norms.
+            example_scale = None if scale is None else scale / size
             grads, preds = example_gradients(model, loss_fn, params, model_state, micro, policy=policy,
-                                             keys=jax.random.split(key, size), train=True, scale=scale)
-            if scale is not None:  # true norms, before clipping
-                grads = jax.tree_util.tree_map(lambda g: g / scale, grads)
+                                             keys=jax.random.split(key, size), train=True, scale=example_scale)
+            if scale is not None:
+                grads = jax.tree_util.tree_map(lambda g: g / example_scale, grads)
             norms = per_example_lib.example_norms(grads)
             summed = per_example_lib.clipped_sum(grads, norms, per_example.clip_norm or None)
             stats = batch_stats(loss_fn, metrics, micro, preds)

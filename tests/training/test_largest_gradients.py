@@ -36,7 +36,8 @@ def test_a_planted_mislabeled_example_ranks_first():
 
 def test_listing_is_written_as_json_and_an_image_grid(tmp_path):
     images = np.random.default_rng(0).uniform(size=(10, 6, 6, 1)).astype(np.float32)
-    rows = [{"index": 3, "label": 1, "predicted": 0, "norm": 2.5}, {"index": 7, "label": 0, "predicted": 0, "norm": 1.0}]
+    rows = [{"index": 3, "label": 1, "predicted": 0, "norm": 2.5},
+            {"index": 7, "label": 0, "predicted": 0, "norm": 1.0}]
     paths = write_largest_gradients(str(tmp_path), rows, images, class_names=("a", "b"))
     assert [p.rsplit("/", 1)[1] for p in paths] == ["largest_gradients.json", "largest_gradients.png"]
     assert json.loads((tmp_path / "largest_gradients.json").read_text()) == rows

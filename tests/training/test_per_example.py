@@ -187,3 +187,12 @@ def test_batch_normalization_is_refused_in_one_line():
 def test_bad_options_raise_one_line(options, match):
     with pytest.raises(ValueError, match=match):
         _trainer(per_example=options)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_clips_the_true_gradients(policy):
+    batch, options = _batch(), dict(clip_norm=CLIP, quantiles=True)
+    exact, exact_stats = _used_gradient(_trainer(per_example=options), batch)
+    mixed, stats = _used_gradient(_trainer(per_example=options, policy=policy), batch)
+    np.testing.assert_allclose(mixed, exact, atol=0.02 * np.abs(exact).max())
+    np.testing.assert_array_equal(stats["grad_norm"].sum(), exact_stats["grad_norm"].sum())

@@ -11,8 +11,8 @@ pytest.importorskip("dp_accounting")
 def gaussian_mechanism_epsilon(sigma, delta):
     """Exact epsilon of the Gaussian mechanism with sensitivity 1 and noise std sigma at delta
     (Balle & Wang 2018, Theorem 8: delta(eps) = Phi(1/(2 sigma) - eps sigma) - e^eps Phi(-1/(2 sigma) - eps sigma))."""
-    gap = lambda eps: (stats.norm.cdf(0.5 / sigma - eps * sigma) - np.exp(eps) * stats.norm.cdf(-0.5 / sigma - eps * sigma)
-                       - delta)
+    phi = stats.norm.cdf
+    gap = lambda eps: phi(0.5 / sigma - eps * sigma) - np.exp(eps) * phi(-0.5 / sigma - eps * sigma) - delta
     return optimize.brentq(gap, 0, 100)
 
 
