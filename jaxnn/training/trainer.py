@@ -315,8 +315,8 @@ class Trainer:
             return self._evaluate_padded(state, val_data, val_batches, batch_size)
 
         fit_loop(run, step, lambda state: self._zero_stats(state, data, batch_size, True),
-                 metrics=self.metric_objects, validate=validate if validation_data is not None else None, num_examples=n, shuffle=shuffle,
-                 log_every_steps=log_every_steps)
+                 metrics=self.metric_objects, validate=validate if validation_data is not None else None,
+                 num_examples=n, shuffle=shuffle, log_every_steps=log_every_steps)
         return run.state, run.history
 
     def _log_keys(self, state, validation: bool) -> tuple[str, ...]:
