@@ -37,6 +37,9 @@ TRAIN_DEFAULTS = dict(
     check_finite=False,          # NaN/inf loss or gradient stops at that step, naming the parameter
     terminate_on_nan=True,       # stop when the running loss is NaN/inf (checked at each log)
     log_every_steps=50,          # steps between fetches of the running metrics
+    # Per-example gradients (training/per_example.py): DP-SGD clipping + noise, norm quantiles per epoch,
+    # the privacy spent (epsilon at delta, 0: 1/examples) and the k largest-gradient examples listed after training.
+    per_example=dict(clip_norm=0.0, noise_multiplier=0.0, quantiles=False, delta=0.0, list_largest=0),
     tensorboard=True, histogram_freq=1,
     early_stopping=dict(enabled=False, monitor="val_loss", patience=3, min_delta=0.0, mode="auto",
                         restore_best_weights=True),
@@ -246,6 +249,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     optimizer(2**31 - 1)
     loss_fn = build_loss(section(config, "loss"))
     check_fit(model, loss_fn, info)  # a model that does not fit the data fails before any data is read
+    _check_per_example(train["per_example"], model, info)
     seed = config.get("seed", 0)
     validation.integer("seed", seed)
     return Experiment(model=model, loss=loss_fn, optimizer=optimizer, metrics=metric_names, data_spec=info,
@@ -266,3 +270,11 @@ def _check_train_options(train: dict) -> None:
     validation.non_negative_int("train.histogram_freq", train["histogram_freq"])
     for section in ("early_stopping", "reduce_lr_on_plateau"):
         validation.non_negative_int(f"train.{section}.patience", train[section]["patience"])
+
+
+def _check_per_example(options: dict, model: Layer, spec: data.DatasetSpec) -> None:
+    """`train.per_example`'s fields, and a model without batch statistics when it is on."""
+    from jaxnn.training.per_example import PerExample, refuse_model_state
+
+    if PerExample.from_options(options) is not None:
+        refuse_model_state(abstract_init(model, (None, *spec.input_shape))[2])

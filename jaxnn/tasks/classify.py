@@ -11,6 +11,10 @@ and evaluates, writing into the workdir:
     errors.png              image datasets: the most confidently misclassified test images
     tensorboard/            event files: scalars per log interval and epoch, weight histograms
     history.csv, curves.png rewritten after each epoch
+    largest_gradients.json/.png   with train.per_example.list_largest = k: the k training examples with the
+                                  largest gradient norms (candidates for wrong labels)
+
+With DP-SGD (`train.per_example.noise_multiplier` > 0) the results get `privacy`: epsilon at delta.
 """
 from __future__ import annotations
 
@@ -32,6 +36,9 @@ from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint,
                                       TensorBoard, TerminateOnNaN)
 from jaxnn.training.guard import NonFiniteError
 from jaxnn.training.history import History
+from jaxnn.training.largest_gradients import largest_gradients, write_largest_gradients
+from jaxnn.training.per_example import PerExample
+from jaxnn.training.privacy import privacy_report
 from jaxnn.training.trainer import Trainer, split_sizes
 
 
@@ -40,7 +47,7 @@ def build_trainer(experiment: Experiment, total_steps: int) -> Trainer:
     train = experiment.train
     return Trainer(experiment.model, loss=experiment.loss, optimizer=experiment.optimizer(total_steps),
                    metrics=experiment.metrics, policy=train["precision"], accumulate_steps=train["accumulate_steps"],
-                   check_finite=train["check_finite"])
+                   check_finite=train["check_finite"], per_example=PerExample.from_options(train["per_example"]))
 
 
 def _callbacks(train: dict, workdir: str, checkpointer: ModelCheckpoint) -> list:
@@ -125,6 +132,7 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 2),
                    train_examples=int(x_train.shape[0]), test_examples=int(x_test.shape[0]))
     results.update(_report(config, experiment, trainer, state, x_test, y_test, workdir))
+    results.update(_per_example_results(trainer, state, experiment, x_train, y_train, workdir, print_fn))
     if ckpt_cfg["save_final"]:
         variables = {"params": state.params, "model_state": state.model_state}
         save_tree(os.path.join(workdir, "checkpoints", "final"), variables)
@@ -142,3 +150,21 @@ def _report(config, experiment: Experiment, trainer: Trainer, state, x_test, y_t
     if experiment.dataset["name"] in IMAGE_DATASETS:
         plot_errors(x_test, report, os.path.join(workdir, "errors.png"))
     return {key: report[key] for key in ("per_class", "macro_avg", "confusion_matrix")}
+
+
+def _per_example_results(trainer, state, experiment: Experiment, x_train, y_train, workdir: str, print_fn) -> dict:
+    """With `train.per_example`: the privacy spent (DP-SGD) and the largest-gradient listing of the training part."""
+    train = experiment.train
+    options, out = train["per_example"], {}
+    num_train = split_sizes(x_train.shape[0], train["validation_split"])[0]
+    if options["noise_multiplier"]:
+        out["privacy"] = privacy_report(options["noise_multiplier"], train["batch_size"], num_train,
+                                        int(state.step), options["delta"] or None)
+        if print_fn is not None:
+            print_fn(f"privacy: epsilon {out['privacy']['epsilon']} at delta {out['privacy']['delta']:.3g}"
+                     + (f" ({out['privacy']['note']})" if "note" in out["privacy"] else ""))
+    if options["list_largest"]:
+        rows = largest_gradients(trainer, state, x_train[:num_train], y_train[:num_train], k=options["list_largest"])
+        images = x_train if experiment.dataset["name"] in IMAGE_DATASETS else None
+        write_largest_gradients(workdir, rows, images, experiment.data_spec.class_names)
+    return out
