@@ -3,6 +3,8 @@
 Override any field from the command line, e.g. `--config.train.epochs=3`;
 a misspelled field is an error. Running again with the same `--workdir`
 resumes from its newest checkpoint; SIGTERM saves one and exits (status 143).
+Many devices and hosts (`mesh` and `distributed` sections, `--dry_run`,
+`python -m jaxnn.launch`, `srun`): docs/distributed.md.
 """
 import os
 import re
@@ -14,6 +16,14 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/fashion_mnist_mlp.py", "Path to a config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for history, results, curves and checkpoints.")
 _QUIET = flags.DEFINE_bool("quiet", False, "Print nothing but warnings and errors (no summary, no progress).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 of a multi-process run "
+                                   "(else JAXNN_COORDINATOR_ADDRESS, or SLURM/Open MPI detection).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run (else JAXNN_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (else JAXNN_PROCESS_ID).")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Compile the train step for the configured mesh on abstract shapes, "
+                             "print its memory, FLOPs and shardings, and exit (reads no data).")
+_DEVICE_MEMORY_GB = flags.DEFINE_float("device_memory_gb", None, "With --dry_run: fail when a step needs more GiB "
+                                       "per device (default: the device's own memory, when it reports one).")
 
 
 def _enable_compilation_cache() -> None:
@@ -40,16 +50,30 @@ def parse_flags(argv):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not _WORKDIR.value:
+    if not _WORKDIR.value and not _DRY_RUN.value:
         raise app.UsageError("--workdir is required (where results, curves and checkpoints go)")
+    from jaxnn import config, distributed
+
+    try:  # joining a multi-process run comes before any other JAX call
+        options = config.distributed_options(_CONFIG.value)
+        distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                               initialization_timeout_s=options["initialization_timeout_s"],
+                               heartbeat_timeout_s=options["heartbeat_timeout_s"])
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     _enable_compilation_cache()
     from jaxnn.checkpoint import CorruptCheckpointError
+    from jaxnn.dry_run import dry_run
     from jaxnn.runner import NonFiniteError, run
     from jaxnn.training import TrainingInterrupted
 
+    print_fn = None if _QUIET.value else print
     try:
-        run(_CONFIG.value, _WORKDIR.value, print_fn=None if _QUIET.value else print)
+        if _DRY_RUN.value:
+            dry_run(_CONFIG.value, device_memory_gb=_DEVICE_MEMORY_GB.value, print_fn=print_fn)
+        else:
+            run(_CONFIG.value, _WORKDIR.value, print_fn=print_fn)
     except TrainingInterrupted as e:
         print(f"{e}; run the same command again to resume", file=sys.stderr)
         sys.exit(143)
