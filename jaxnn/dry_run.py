@@ -59,15 +59,14 @@ def dry_run(config: ml_collections.ConfigDict, *, device_memory_gb: float | None
             f"FLOPs per step: {flops:.4g} per device, {flops * devices:.4g} in all"]))
     limit, source = _memory_limit(device_memory_gb, trainer.mesh)
     if limit is not None and per_device > limit:
-        raise ValueError(f"a train step needs {per_device / GIB:.3g} GiB per device, more than {source} "
-                         f"({limit / GIB:.3g} GiB): use more fsdp devices, a smaller train.batch_size or "
-                         f"train.accumulate_steps")
+        raise ValueError(f"a train step needs {per_device / GIB:.3g} GiB per device, more than {source}: use more "
+                         f"fsdp devices, a smaller train.batch_size or train.accumulate_steps")
     return figures
 
 
 def _memory_limit(device_memory_gb, mesh) -> tuple[float | None, str]:
     if device_memory_gb is not None:
-        return positive_number("--device_memory_gb", device_memory_gb) * GIB, f"--device_memory_gb={device_memory_gb:g}"
-    stats = mesh.devices.flat[0].memory_stats() or {}
-    limit = stats.get("bytes_limit")
-    return limit, "the device's memory"
+        limit = positive_number("--device_memory_gb", device_memory_gb) * GIB
+        return limit, f"--device_memory_gb={device_memory_gb:g}"
+    limit = (mesh.devices.flat[0].memory_stats() or {}).get("bytes_limit")
+    return limit, f"the device's {limit / GIB:.3g} GiB" if limit else ""

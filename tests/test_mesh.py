@@ -116,3 +116,35 @@ def test_adam_on_two_processes_is_bit_identical_to_one_process_with_two_devices(
     for layout in ("data", "fsdp"):
         assert len(single[layout]["losses"]) == 30
         assert multi[layout] == single[layout], layout  # losses, every parameter and the evaluation, bit for bit
+
+
+SIGTERM_SCRIPT = MODEL + """
+    import os, signal
+    from jaxnn.training import TrainingInterrupted
+
+    class TermAtStep7OnProcess1(Callback):
+        def on_step_end(self, run, step):
+            if jax.process_index() == 1 and run.step == 7:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    distributed.initialize(initialization_timeout_s=60)
+    x, y = examples(40)
+    trainer = Trainer(Sequential([Flatten(), Dense(10, "softmax")]), mesh=distributed.make_mesh(dict(data=-1)))
+    try:
+        trainer.fit(trainer.init(0, (8, 8)), x, y, batch_size=64, callbacks=[TermAtStep7OnProcess1()], verbose=0,
+                    log_every_steps=5, watchdog_s=60)
+    except TrainingInterrupted as e:
+        print(f"stopped at step {int(e.state.step)}: {e}")
+"""
+
+
+def test_sigterm_on_one_process_stops_every_process_at_the_same_step():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", "-c",
+                           textwrap.dedent(SIGTERM_SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stopped = sorted(line for line in proc.stdout.splitlines() if "stopped at" in line)
+    # process 1 got SIGTERM after step 7; both stop at the next log step, where the processes agree
+    assert [line[:24] for line in stopped] == ["[0] stopped at step 10: ", "[1] stopped at step 10: "], proc.stdout
+    assert "Stopped by SIGTERM at step 10 (epoch 1, step 10 of 40)" in stopped[0]

@@ -95,7 +95,8 @@ class Trainer:
             raise ValueError(f"model must be a jaxnn layer, got {type(self.model).__name__}")
         if self.mesh is None:
             object.__setattr__(self, "mesh", distributed.make_mesh(distributed.MESH_DEFAULTS))
-        validation.require("mesh", self.mesh, isinstance(self.mesh, Mesh), "a jax.sharding.Mesh (distributed.make_mesh)")
+        validation.require("mesh", self.mesh, isinstance(self.mesh, Mesh),
+                           "a jax.sharding.Mesh (distributed.make_mesh)")
         validation.integer("min_shard_bytes", self.min_shard_bytes, 0)
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "policy", get_policy(self.policy))
