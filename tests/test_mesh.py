@@ -52,6 +52,7 @@ LAYOUTS_SCRIPT = MODEL + """
                                           jax.tree.leaves(trainer.state_shardings(state)))]
         runs[f"{layout} x {devices}"] = dict(
             losses=losses, leaves=leaves, evaluate=trainer.evaluate(state, x[:203], y[:203], batch_size=64),
+            evaluate_many=trainer.evaluate(state, x, y, batch_size=16),  # 403 batches: dispatch must stay bounded
             predict=trainer.predict(state, x[:203], batch_size=64).tolist())
     print(json.dumps(runs))
 """
@@ -71,6 +72,7 @@ def test_sgd_on_2_4_8_devices_data_parallel_and_fsdp_matches_one_device():
         assert gap <= 1e-6, (name, gap)
         for key, value in reference["evaluate"].items():  # 203 examples in padded batches: each counted once
             assert run["evaluate"][key] == pytest.approx(value, abs=1e-6), name
+            assert run["evaluate_many"][key] == pytest.approx(reference["evaluate_many"][key], abs=1e-6), name
         assert max(abs(a - b) for ra, rb in zip(run["predict"], reference["predict"]) for a, b in zip(ra, rb)) < 1e-6
         layout, devices = name.split(" x ")
         devices = int(devices)

@@ -41,7 +41,7 @@ from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
-from jaxnn.training.loop import Callback, Run, fit_loop
+from jaxnn.training.loop import Callback, Run, StepsInFlight, fit_loop
 from jaxnn.training.precision import LossScale, get_policy
 from jaxnn.training.state import TrainState
 from jaxnn.training.steps import forward, make_eval_step, make_train_step, results
@@ -318,9 +318,10 @@ class Trainer:
 
     def _evaluate_padded(self, state, data, num_batches, batch_size) -> dict[str, float]:
         totals = self._zero_stats(state, data, batch_size)
-        eval_chunk = self._compiled("eval", state)
+        eval_chunk, in_flight = self._compiled("eval", state), StepsInFlight()
         for i in range(num_batches):
             totals = eval_chunk(state.params, state.model_state, totals, data, i, batch_size)
+            in_flight.push(totals)
         return results(self.metric_objects, jax.device_get(totals))
 
     def _batch_size(self, batch_size, field: str = "batch_size") -> int:
@@ -340,9 +341,10 @@ class Trainer:
         batch_size = self._batch_size(batch_size)
         self.output_spec(state, x)
         data, n, num_batches = self._padded(x, None, batch_size)
-        predict_chunk = self._compiled("predict", state)
-        outs = [predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size)
-                for i in range(num_batches)]
+        predict_chunk, in_flight, outs = self._compiled("predict", state), StepsInFlight(), []
+        for i in range(num_batches):
+            outs.append(predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size))
+            in_flight.push(outs[-1])
         return jax.tree_util.tree_map(lambda *chunks: np.asarray(jnp.concatenate(chunks)[:n]), *outs)
 
     def predict_classes(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
