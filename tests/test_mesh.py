@@ -150,3 +150,33 @@ def test_sigterm_on_one_process_stops_every_process_at_the_same_step():
     # process 1 got SIGTERM after step 7; both stop at the next log step, where the processes agree
     assert [line[:24] for line in stopped] == ["[0] stopped at step 10: ", "[1] stopped at step 10: "], proc.stdout
     assert "Stopped by SIGTERM at step 10 (epoch 1, step 10 of 40)" in stopped[0]
+
+
+STOPPED_PEER_SCRIPT = MODEL + """
+    import os, signal, time
+
+    class StopAtStep7OnProcess1(Callback):
+        def on_step_end(self, run, step):
+            if jax.process_index() == 1 and run.step == 7:
+                print(f"stopping {time.time()}", flush=True)
+                os.kill(os.getpid(), signal.SIGSTOP)
+
+    distributed.initialize(initialization_timeout_s=60)
+    x, y = examples(40)
+    trainer = Trainer(Sequential([Flatten(), Dense(10, "softmax")]), mesh=distributed.make_mesh(dict(data=-1)))
+    trainer.fit(trainer.init(0, (8, 8)), x, y, batch_size=64, callbacks=[StopAtStep7OnProcess1()], verbose=0,
+                watchdog_s=10)
+"""
+
+
+def test_a_stopped_peer_ends_the_run_within_the_watchdog_time():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", "-c",
+                           textwrap.dedent(STOPPED_PEER_SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("[0] jaxnn:")]
+    assert len(ours) == 1, proc.stderr[-3000:]
+    assert ours[0].startswith("[0] jaxnn: process 0 of 2: no step finished within 10 s after step ")
+    assert ours[0].endswith("; a peer stopped making progress")
+    assert "jaxnn.launch: process 0 exited with status 1; stopping the other 1 process" in proc.stderr
