@@ -39,6 +39,13 @@ MODEL = """
         return trainer, state, losses.values
 """
 
+def launch_two(script: str) -> subprocess.CompletedProcess:
+    """`script` run as 2 processes of one run, 1 CPU device each, through jaxnn.launch (output lines "[i] ...")."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", "-c",
+                           textwrap.dedent(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
 LAYOUTS_SCRIPT = MODEL + """
     x, y = examples(int(sys.argv[1]))
     runs = {}
@@ -107,10 +114,7 @@ PROCESSES_SCRIPT = MODEL + """
 def test_adam_on_two_processes_is_bit_identical_to_one_process_with_two_devices():
     one = run_python(PROCESSES_SCRIPT, 2, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONPATH=str(ROOT))
-    two = subprocess.run([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", "-c",
-                          textwrap.dedent(PROCESSES_SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+    two = launch_two(PROCESSES_SCRIPT)
     assert two.returncode == 0, two.stderr[-3000:]
     printed = [line[len("[0] "):] for line in two.stdout.splitlines() if line.startswith("[0] {")]
     assert len(printed) == 1, two.stdout[-3000:]
@@ -141,10 +145,7 @@ SIGTERM_SCRIPT = MODEL + """
 
 
 def test_sigterm_on_one_process_stops_every_process_at_the_same_step():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", "-c",
-                           textwrap.dedent(SIGTERM_SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = launch_two(SIGTERM_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     stopped = sorted(line for line in proc.stdout.splitlines() if "stopped at" in line)
     # process 1 got SIGTERM after step 7; both stop at the next log step, where the processes agree
@@ -170,10 +171,7 @@ STOPPED_PEER_SCRIPT = MODEL + """
 
 
 def test_a_stopped_peer_ends_the_run_within_the_watchdog_time():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", "-c",
-                           textwrap.dedent(STOPPED_PEER_SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = launch_two(STOPPED_PEER_SCRIPT)
     assert proc.returncode == 1, proc.stderr[-3000:]
     ours = [line for line in proc.stderr.splitlines() if line.startswith("[0] jaxnn:")]
     assert len(ours) == 1, proc.stderr[-3000:]
