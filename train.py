@@ -5,7 +5,9 @@ a misspelled field is an error. Running again with the same `--workdir`
 resumes from its newest checkpoint. Every mistake is one `error:` line on
 stderr; exit status 2 for a usage or config error, 1 for a failed run, 130
 after Ctrl-C and 143 after SIGTERM (each saves a checkpoint first);
-`--debug` adds the traceback (docs/errors.md).
+`--debug` adds the traceback (docs/errors.md). Many devices and hosts
+(`mesh` and `distributed` sections, `--dry_run`, `python -m jaxnn.launch`,
+`srun`): docs/distributed.md.
 """
 import os
 import sys
@@ -26,6 +28,19 @@ def define_flags(flag_values: flags.FlagValues, argv: list[str]) -> dict:
         quiet=flags.DEFINE_bool("quiet", False, "Print nothing but warnings and errors (no summary, no progress).",
                                 flag_values=flag_values),
         debug=flags.DEFINE_bool("debug", False, "Show the traceback of an error.", flag_values=flag_values),
+        coordinator_address=flags.DEFINE_string(
+            "coordinator_address", None, "host:port of process 0 of a multi-process run (else "
+            "JAXNN_COORDINATOR_ADDRESS, or SLURM/Open MPI detection).", flag_values=flag_values),
+        num_processes=flags.DEFINE_integer("num_processes", None, "Processes in the run (else JAXNN_NUM_PROCESSES).",
+                                           flag_values=flag_values),
+        process_id=flags.DEFINE_integer("process_id", None, "This process's index (else JAXNN_PROCESS_ID).",
+                                        flag_values=flag_values),
+        dry_run=flags.DEFINE_bool("dry_run", False, "Compile the train step for the configured mesh on abstract "
+                                  "shapes, print its memory, FLOPs and shardings, and exit (reads no data).",
+                                  flag_values=flag_values),
+        device_memory_gb=flags.DEFINE_float("device_memory_gb", None, "With --dry_run: fail when a step needs more "
+                                            "GiB per device (default: the device's own memory, when it reports one).",
+                                            flag_values=flag_values),
         help=flags.DEFINE_bool("help", False, "Show this help.", short_name="h", flag_values=flag_values),
     )
 
@@ -42,8 +57,14 @@ def train(argv: list[str]) -> None:
         return
     if len(rest) > 1:
         raise cli.UsageError(f"unexpected arguments: {' '.join(rest[1:])} (flags take the form --name=value)")
-    if not defined["workdir"].value:
+    if not defined["workdir"].value and not defined["dry_run"].value:
         raise cli.UsageError("--workdir is required (where results, curves and checkpoints go)")
+    from jaxnn import config, distributed
+
+    options = config.distributed_options(defined["config"].value)  # joining a run comes before any other JAX call
+    distributed.initialize(defined["coordinator_address"].value, defined["num_processes"].value,
+                           defined["process_id"].value, initialization_timeout_s=options["initialization_timeout_s"],
+                           heartbeat_timeout_s=options["heartbeat_timeout_s"])
     flags.FLAGS.mark_as_parsed()  # absl's logging reads its own flags: their defaults
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     if not defined["debug"].value:
@@ -51,9 +72,15 @@ def train(argv: list[str]) -> None:
     cli.enable_compilation_cache(
         os.environ.get("JAXNN_COMPILATION_CACHE", os.path.expanduser("~/.cache/jaxnn/xla")),
         warn=lambda line: print(line, file=sys.stderr))
+    print_fn = None if defined["quiet"].value else print
+    if defined["dry_run"].value:
+        from jaxnn.dry_run import dry_run
+
+        dry_run(defined["config"].value, device_memory_gb=defined["device_memory_gb"].value, print_fn=print_fn)
+        return
     from jaxnn.runner import run
 
-    run(defined["config"].value, defined["workdir"].value, print_fn=None if defined["quiet"].value else print)
+    run(defined["config"].value, defined["workdir"].value, print_fn=print_fn)
 
 
 def _debug(argv: list[str]) -> bool:

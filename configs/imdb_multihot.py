@@ -32,4 +32,6 @@ def get_config():
     config.train = dict(epochs=20, batch_size=512, validation_split=0.4, shuffle=True, metrics=("accuracy",))
     config.eval = dict(batch_size=1000)
     config.checkpoint = dict(save_final=True)
+    config.mesh = dict(data=1, fsdp=1, rules=(), min_shard_bytes=4 * 2**20)  # many devices: docs/distributed.md
+    config.distributed = dict(initialization_timeout_s=300.0, heartbeat_timeout_s=30.0, watchdog_s=600.0)
     return config

@@ -12,4 +12,6 @@ def get_config():
     config = runpy.run_path(os.path.join(os.path.dirname(__file__), "news_onehot.py"))["get_config"]()
     config.dataset.label_encoding = "integer"
     config.loss.name = "sparse_categorical_crossentropy"
+    config.mesh = dict(data=1, fsdp=1, rules=(), min_shard_bytes=4 * 2**20)  # many devices: docs/distributed.md
+    config.distributed = dict(initialization_timeout_s=300.0, heartbeat_timeout_s=30.0, watchdog_s=600.0)
     return config

@@ -1,7 +1,8 @@
 """From an `ml_collections.ConfigDict` to the parts of a classification run, validated up front.
 
 A config has the sections `dataset`, `model`, `loss`, `optimizer`, `train`,
-`eval` and `checkpoint` (see configs/fashion_mnist_mlp.py). `build` returns the
+`eval` and `checkpoint` (see configs/fashion_mnist_mlp.py), and optionally
+`mesh` and `distributed` (many devices and hosts: docs/distributed.md). `build` returns the
 parts (model, loss, optimizer factory, metrics, data spec, sections, seed); the
 classify task binds them into a Trainer once the run's length is known. Every
 name, number and shape is checked here, before any data is loaded or any file
@@ -20,7 +21,9 @@ import jax
 import ml_collections
 import optax
 
-from jaxnn import data, losses, metrics as metrics_lib, optimizers, validation
+from jax.sharding import Mesh
+
+from jaxnn import data, distributed, losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.layers import Dense, Dropout, Flatten, Layer, from_spec
 from jaxnn.layers.shapes import abstract_init
 from jaxnn.models import Sequential
@@ -52,11 +55,17 @@ CHECKPOINT_DEFAULTS = dict(
     keep=3,                      # the last K checkpoints are kept, plus the best by `monitor`
     monitor="val_loss",          # "" keeps no best; "loss" by default when train.validation_split is 0
 )
-# Fields that do not change what is computed: a resumed run may differ in these.
-_NOT_FINGERPRINTED = {"eval": None, "checkpoint": None,
+# Where the run lives: mesh axis sizes (-1: all the devices left), regex rules on state paths
+# (("dense_1/kernel", (None, "fsdp")), ...: the first match wins) and the FSDP size threshold.
+MESH_DEFAULTS = dict(**distributed.MESH_DEFAULTS, rules=(), min_shard_bytes=distributed.MIN_SHARD_BYTES)
+# Multi-process runs: jax.distributed's start-up and heartbeat timeouts, and the step watchdog (0: none).
+DISTRIBUTED_DEFAULTS = dict(initialization_timeout_s=300.0, heartbeat_timeout_s=30.0, watchdog_s=600.0)
+# Fields that do not change what is computed: a resumed run may differ in these (the mesh only rounds differently).
+_NOT_FINGERPRINTED = {"eval": None, "checkpoint": None, "mesh": None, "distributed": None,
                       "train": ("log_every_steps", "tensorboard", "histogram_freq"), "dataset": ("data_dir",)}
-SECTIONS = ("task", "seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint")
-REQUIRED_SECTIONS = ("dataset", "model", "loss", "optimizer", "train")  # eval and checkpoint have defaults
+SECTIONS = ("task", "seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint", "mesh",
+            "distributed")
+REQUIRED_SECTIONS = ("dataset", "model", "loss", "optimizer", "train")  # the others have defaults
 EVAL_DEFAULTS = dict(batch_size=1000)
 
 
@@ -144,6 +153,9 @@ class Experiment:
     eval: dict
     checkpoint: dict
     seed: int
+    mesh: Mesh
+    sharding: dict  # Trainer's sharding_rules and min_shard_bytes
+    distributed: dict
 
 
 def build_model(model_cfg: dict, num_classes: int) -> Layer:
@@ -175,8 +187,38 @@ def build_optimizer(opt_cfg: dict, total_steps: int = 1):
                           global_clipnorm=clipnorm, total_steps=total_steps, **options)
 
 
-def check_fit(model: Layer, loss_fn: Callable, spec: data.DatasetSpec) -> None:
-    """The model on the spec's inputs and the loss on its targets, abstractly: a mismatch raises naming both."""
+def distributed_options(config: ml_collections.ConfigDict) -> dict:
+    """The `distributed` section over its defaults, checked (train.py reads it before any other JAX call)."""
+    options = with_defaults("distributed", section(config, "distributed", required=False), DISTRIBUTED_DEFAULTS)
+    for field in ("initialization_timeout_s", "heartbeat_timeout_s"):
+        validation.positive_number(f"distributed.{field}", options[field])
+    validation.require("distributed.watchdog_s", options["watchdog_s"],
+                       validation.is_number(options["watchdog_s"]) and options["watchdog_s"] >= 0,
+                       "a number of seconds >= 0 (0: no watchdog)")
+    return options
+
+
+def build_mesh(config: ml_collections.ConfigDict, train: dict, eval_cfg: dict) -> tuple[Mesh, dict]:
+    """The mesh section as a Mesh on this run's devices and the Trainer's sharding options; the global
+    batches (train and eval) must split over the data-parallel size."""
+    options = with_defaults("mesh", section(config, "mesh", required=False), MESH_DEFAULTS)
+    mesh = distributed.make_mesh({axis: options[axis] for axis in distributed.AXES})
+    distributed.check_global_batch(mesh, train["batch_size"], "train.batch_size")
+    distributed.check_global_batch(mesh, eval_cfg["batch_size"], "eval.batch_size")
+    rules = options["rules"]
+    rules = list(_plain(rules).items()) if hasattr(rules, "items") else list(rules)
+    for rule in rules:
+        validation.require("mesh.rules", rule, isinstance(rule, (tuple, list)) and len(rule) == 2
+                           and isinstance(rule[0], str) and isinstance(rule[1], (tuple, list)),
+                           "(path regex, partition spec) pairs, e.g. (('dense_1/kernel', (None, 'fsdp')),)")
+    min_shard_bytes = validation.integer("mesh.min_shard_bytes", options["min_shard_bytes"], 0)
+    return mesh, dict(sharding_rules=tuple((pattern, tuple(spec)) for pattern, spec in rules),
+                      min_shard_bytes=min_shard_bytes)
+
+
+def check_fit(model: Layer, loss_fn: Callable, spec: data.DatasetSpec):
+    """The model on the spec's inputs and the loss on its targets, abstractly: a mismatch raises naming both.
+    Returns the abstract parameters."""
     _, params, state = abstract_init(model, (None, *spec.input_shape))
     inputs = jax.ShapeDtypeStruct((1, *spec.input_shape), spec.input_dtype)
     outputs = jax.eval_shape(lambda p, s, x: model.apply(p, x, state=s)[0], params, state, inputs)
@@ -191,6 +233,7 @@ def check_fit(model: Layer, loss_fn: Callable, spec: data.DatasetSpec) -> None:
     if units is not None and units != spec.num_classes and not (units == 1 and spec.num_classes == 2):
         raise ValueError(f"the model's output layer has {units} units but {spec.name} has {spec.num_classes} "
                          f"classes: give the last layer {spec.num_classes} units")
+    return params
 
 
 def log_keys(metric_names, validation_split: float) -> tuple[str, ...]:
@@ -235,6 +278,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         raise ValueError(f"train.validation_split must be in [0, 1), got {split!r}")
     eval_cfg = with_defaults("eval", section(config, "eval", required=False), EVAL_DEFAULTS)
     validation.positive_int("eval.batch_size", eval_cfg.get("batch_size"))
+    options = distributed_options(config)
+    mesh, sharding = build_mesh(config, train, eval_cfg)
     metric_names = tuple(train.get("metrics", ("accuracy",)))
     for name in metric_names:
         metrics_lib.get(name)
@@ -248,12 +293,14 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     optimizer = functools.partial(build_optimizer, section(config, "optimizer"))
     optimizer(2**31 - 1)
     loss_fn = build_loss(section(config, "loss"))
-    check_fit(model, loss_fn, info)  # a model that does not fit the data fails before any data is read
+    params = check_fit(model, loss_fn, info)  # a model that does not fit the data fails before any data is read
     _check_per_example(train["per_example"], model, info)
+    distributed.state_shardings({"params": params}, mesh, sharding["sharding_rules"], sharding["min_shard_bytes"])
     seed = config.get("seed", 0)
     validation.integer("seed", seed)
     return Experiment(model=model, loss=loss_fn, optimizer=optimizer, metrics=metric_names, data_spec=info,
-                      dataset=dataset, train=train, eval=eval_cfg, checkpoint=checkpoint, seed=seed)
+                      dataset=dataset, train=train, eval=eval_cfg, checkpoint=checkpoint, seed=seed, mesh=mesh,
+                      sharding=sharding, distributed=options)
 
 
 def _check_train_options(train: dict) -> None:

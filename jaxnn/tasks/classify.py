@@ -15,6 +15,10 @@ and evaluates, writing into the workdir:
                                   largest gradient norms (candidates for wrong labels)
 
 With DP-SGD (`train.per_example.noise_multiplier` > 0) the results get `privacy`: epsilon at delta.
+
+In a multi-process run every process trains and checkpoints; only process 0
+prints and writes the history, curves and TensorBoard files (no weight
+histograms: a process cannot read the others' shards).
 """
 from __future__ import annotations
 
@@ -47,7 +51,8 @@ def build_trainer(experiment: Experiment, total_steps: int) -> Trainer:
     train = experiment.train
     return Trainer(experiment.model, loss=experiment.loss, optimizer=experiment.optimizer(total_steps),
                    metrics=experiment.metrics, policy=train["precision"], accumulate_steps=train["accumulate_steps"],
-                   check_finite=train["check_finite"], per_example=PerExample.from_options(train["per_example"]))
+                   check_finite=train["check_finite"], per_example=PerExample.from_options(train["per_example"]),
+                   mesh=experiment.mesh, **experiment.sharding)
 
 
 def _callbacks(train: dict, workdir: str, checkpointer: ModelCheckpoint) -> list:
@@ -56,9 +61,12 @@ def _callbacks(train: dict, workdir: str, checkpointer: ModelCheckpoint) -> list
         options = dict(train[key])
         if options.pop("enabled"):
             callbacks.append(cls(**options))
-    callbacks += [CSVLogger(os.path.join(workdir, "history.csv")), PlotHistory(os.path.join(workdir, "curves.png"))]
-    if train["tensorboard"]:
-        callbacks.append(TensorBoard(os.path.join(workdir, "tensorboard"), histogram_freq=train["histogram_freq"]))
+    if jax.process_index() == 0:
+        callbacks += [CSVLogger(os.path.join(workdir, "history.csv")),
+                      PlotHistory(os.path.join(workdir, "curves.png"))]
+        if train["tensorboard"]:
+            histogram_freq = train["histogram_freq"] if jax.process_count() == 1 else 0
+            callbacks.append(TensorBoard(os.path.join(workdir, "tensorboard"), histogram_freq=histogram_freq))
     return callbacks + [checkpointer]
 
 
@@ -96,6 +104,7 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     started = time.perf_counter()
     experiment = build(config)  # every config error surfaces here, before any I/O
     check_splits(experiment)
+    print_fn = print_fn if jax.process_index() == 0 else None
     ckpt_cfg = experiment.checkpoint
     checkpointer = ModelCheckpoint(os.path.join(workdir, "checkpoints"), monitor=ckpt_cfg["monitor"] or None,
                                    every_steps=ckpt_cfg["every_steps"], keep=ckpt_cfg["keep"],
@@ -121,6 +130,7 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         validation_split=train["validation_split"], shuffle=train["shuffle"],
         callbacks=_callbacks(train, workdir, checkpointer), verbose=int(print_fn is not None),
         log_every_steps=train["log_every_steps"],
+        watchdog_s=(experiment.distributed["watchdog_s"] or None) if jax.process_count() > 1 else None,
     )
     if history.nonfinite is not None:
         kept = checkpointer.manager.steps()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import ml_collections
 
 from jaxnn.config import build_optimizer
@@ -64,7 +65,12 @@ def phase_optimizer(field: str, options: dict, total_steps: int = 2**31 - 1):
 
 def write_results(config: ml_collections.ConfigDict, workdir: str, results: dict,
                   history: History | dict[str, History] | None, print_fn) -> dict:
-    """results.json, config.json and history.json (a History, or one per phase) into `workdir`; prints the scalars."""
+    """results.json, config.json and history.json (a History, or one per phase) into `workdir`; prints the scalars.
+
+    In a multi-process run only process 0 writes and prints.
+    """
+    if jax.process_index() != 0:
+        return results
     os.makedirs(workdir, exist_ok=True)
     if history is not None:
         logs = history.history if isinstance(history, History) else {k: h.history for k, h in history.items()}

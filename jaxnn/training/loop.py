@@ -21,6 +21,7 @@ JSON values) and `arrays` (a pytree), and takes it back in `load_state_dict`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import signal
 import threading
@@ -29,8 +30,9 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
-from jaxnn import checkpoint as ckpt, optimizers
+from jaxnn import checkpoint as ckpt, distributed, optimizers
 from jaxnn.training.guard import NonFinite, decode_guard
 from jaxnn.training.history import History
 from jaxnn.training.state import epoch_permutation
@@ -158,12 +160,26 @@ class SigtermFlag:
 
     A stop signal that arrived before the block (`SigtermFlag.pending`, set by train.py's own handler, whose
     exception Python may have dropped inside a garbage-collector callback) counts as requested at once.
+    `stop(sync_point)` says whether to stop now. In a multi-process run the processes agree at sync points
+    (the same steps on every process: log steps and epoch ends) through a small all-gather of their flags,
+    so a SIGTERM on any process stops all of them at the same step; `stopped` keeps the answer.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
     pending: int | None = None
+    _agreed = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.requested if self._alone else self._agreed
+
+    def stop(self, sync_point: bool) -> bool:
+        if not self._alone and sync_point and not self._agreed:
+            self._agreed = bool(np.any(multihost_utils.process_allgather(np.int32(self.requested))))
+        return self.stopped
 
     def __enter__(self):
+        self._alone = jax.process_count() == 1
         self.signum = SigtermFlag.pending
         self.requested = self.signum is not None
         self._old = {}
@@ -177,6 +193,8 @@ class SigtermFlag:
 
     @property
     def name(self) -> str:
+        if self.signum is None:  # agreed with a process that got the signal
+            return "a stop signal on another process"
         return {signal.SIGINT: "Ctrl-C (SIGINT)"}.get(self.signum, signal.Signals(self.signum).name)
 
     def __exit__(self, *exc):
@@ -185,68 +203,97 @@ class SigtermFlag:
 
 
 def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequence, validate: Callable | None,
-             num_examples: int, shuffle: bool, log_every_steps: int) -> None:
+             num_examples: int, shuffle: bool, log_every_steps: int, watchdog_s: float | None = None) -> None:
     """Run `run.epochs` epochs of `step` with the callbacks' hooks; raises TrainingInterrupted after a SIGTERM.
 
     `step(state, totals, guard, perm, index)` runs the batch `perm[index*b:(index+1)*b]`;
     `zero_totals(state)` gives an epoch's starting statistics; `validate(state)`
-    the validation logs (without the `val_` prefix) of an epoch end.
+    the validation logs (without the `val_` prefix) of an epoch end. In a multi-process
+    run a failed collective ends the process with one line naming the step, and with
+    `watchdog_s` so do steps that stop finishing (paused while compiling, validating
+    and in the callbacks, which checkpoint).
     """
     for cb in run.callbacks:
         if cb.monitor is not None and cb.monitor not in run.log_keys:
             raise ValueError(f"{type(cb).__name__} monitors {cb.monitor!r}, which this run never produces; "
                              f"it produces: {', '.join(run.log_keys)}")
-    with SigtermFlag() as sigterm:
-        for cb in run.callbacks:
-            cb.on_train_begin(run)
-        while run.epoch < run.epochs and not run.stop_training and not sigterm.requested:
-            _fit_epoch(run, step, metrics, num_examples, shuffle, log_every_steps, sigterm)
-            if run.stop_training or sigterm.requested:
+    where = lambda: f"step {run.step}"
+    with contextlib.ExitStack() as stack:
+        sigterm = stack.enter_context(SigtermFlag())
+        stack.enter_context(distributed.exit_on_collective_error(where))
+        watchdog = stack.enter_context(distributed.StepWatchdog(watchdog_s, where)) if watchdog_s else None
+        paused = watchdog.paused if watchdog is not None else contextlib.nullcontext
+        with paused():
+            for cb in run.callbacks:
+                cb.on_train_begin(run)
+        while run.epoch < run.epochs and not run.stop_training and not sigterm.stopped:
+            _fit_epoch(run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog)
+            if run.stop_training or sigterm.stop(sync_point=True):
                 break
-            logs = results(metrics, jax.device_get(run.totals))
-            if validate is not None:
-                logs.update({f"val_{k}": v for k, v in validate(run.state).items()})
-            lr = optimizers.learning_rate(run.state.opt_state)
-            if lr is not None:
-                logs["lr"] = float(lr)
-            run.history.append(run.epoch, logs)
-            run.epoch_done = True
+            with paused():
+                _end_epoch(run, metrics, validate, zero_totals)
+        with paused():
+            if sigterm.stopped:
+                for cb in run.callbacks:
+                    cb.on_interrupt(run)
+                saved = (f"checkpoint saved to {run.last_checkpoint}" if run.last_checkpoint
+                         else "no checkpoint was saved")
+                run.stop_reason = (f"Stopped by {sigterm.name} at step {run.step} (epoch {run.epoch + 1}, "
+                                   f"step {run.position} of {run.steps_per_epoch}); {saved}")
+            run.history.stop_reason, run.history.nonfinite = run.stop_reason, run.nonfinite
             for cb in run.callbacks:
-                cb.on_epoch_end(run, run.epoch, logs)
-            run.epoch, run.position, run.epoch_done = run.epoch + 1, 0, False
-            run.totals = zero_totals(run.state)
-        if sigterm.requested:
-            for cb in run.callbacks:
-                cb.on_interrupt(run)
-            saved = f"checkpoint saved to {run.last_checkpoint}" if run.last_checkpoint else "no checkpoint was saved"
-            run.stop_reason = (f"Stopped by {sigterm.name} at step {run.step} (epoch {run.epoch + 1}, "
-                               f"step {run.position} of {run.steps_per_epoch}); {saved}")
-        run.history.stop_reason, run.history.nonfinite = run.stop_reason, run.nonfinite
-        for cb in run.callbacks:
-            cb.on_train_end(run)
-    if sigterm.requested:
-        raise TrainingInterrupted(run.stop_reason, run.state, run.history, sigterm.signum)
+                cb.on_train_end(run)
+    if sigterm.stopped:
+        raise TrainingInterrupted(run.stop_reason, run.state, run.history, sigterm.signum or signal.SIGTERM)
 
 
-def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, sigterm) -> None:
+def _end_epoch(run: Run, metrics, validate, zero_totals) -> None:
+    """The epoch's logs (validation included) into the History, the callbacks' epoch end, the next epoch's totals."""
+    logs = results(metrics, jax.device_get(run.totals))
+    if validate is not None:
+        logs.update({f"val_{k}": v for k, v in validate(run.state).items()})
+    lr = optimizers.learning_rate(run.state.opt_state)
+    if lr is not None:
+        logs["lr"] = float(lr)
+    run.history.append(run.epoch, logs)
+    run.epoch_done = True
+    for cb in run.callbacks:
+        cb.on_epoch_end(run, run.epoch, logs)
+    run.epoch, run.position, run.epoch_done = run.epoch + 1, 0, False
+    run.totals = zero_totals(run.state)
+
+
+def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog) -> None:
     """The steps of `run.epoch` from `run.position` on; stops early on SIGTERM, a stop request or NaN."""
     for cb in run.callbacks:
         cb.on_epoch_begin(run, run.epoch)
     perm = epoch_permutation(run.state.key, run.epoch, num_examples) if shuffle else jnp.arange(num_examples)
     in_flight = StepsInFlight()
     for i in range(run.position, run.steps_per_epoch):
-        run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, i)
+        if watchdog is not None and i == run.position:  # the first call compiles
+            with watchdog.paused():
+                run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, i)
+        else:
+            run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, i)
         run.step, run.position = run.step + 1, i + 1
         in_flight.push(run.totals)
-        if run.step % log_every_steps == 0:
+        if watchdog is not None:
+            watchdog.beat()
+        log_step = run.step % log_every_steps == 0
+        if log_step:
             if _stopped_nonfinite(run):
                 return
             logs = results(metrics, jax.device_get(run.totals))
             for cb in run.callbacks:
                 cb.on_log(run, logs)
-        for cb in run.callbacks:
-            cb.on_step_end(run, i)
-        if run.stop_training or sigterm.requested:
+        if watchdog is None:
+            for cb in run.callbacks:
+                cb.on_step_end(run, i)
+        else:
+            with watchdog.paused():
+                for cb in run.callbacks:
+                    cb.on_step_end(run, i)
+        if run.stop_training or sigterm.stop(sync_point=log_step):
             return
     _stopped_nonfinite(run)
 

@@ -9,6 +9,13 @@ The Trainer holds no arrays: everything that changes is in the `TrainState`
 that goes in and comes out. Small datasets are put on the device once and
 batches are cut inside the compiled step, so a step moves no data from the host.
 
+`mesh` (default: one device) says where everything lives: every state leaf has
+its `NamedSharding` from `init` on (FSDP over the `fsdp` axis above
+`min_shard_bytes`, or `sharding_rules` on parameter paths; see
+`jaxnn.distributed.state_shardings`), each device holds a full copy of the
+split and gathers only its rows of each global batch (split over `data` and
+`fsdp`), and metrics come back as global values.
+
 Options: `policy` (mixed precision: "float32", "mixed_bfloat16",
 "mixed_float16"), `accumulate_steps` (gradients of k micro-batches summed in
 one step), `check_finite` (NaN/inf in the loss or a gradient stops the run
@@ -22,21 +29,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
-from jaxnn import losses, metrics as metrics_lib, optimizers, validation
+from jaxnn import distributed, losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.layers.base import Layer
 from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
 from jaxnn.training.inputs import check_inputs, check_labels
-from jaxnn.training.loop import Callback, Run, fit_loop
+from jaxnn.training.loop import Callback, Run, StepsInFlight, fit_loop
 from jaxnn.training.per_example import (HISTOGRAM_KEY, PerExample, as_per_example, refuse_model_state,
                                         zero_histogram)
 from jaxnn.training.precision import LossScale, get_policy
@@ -84,10 +92,18 @@ class Trainer:
     accumulate_steps: int = 1
     check_finite: bool = False
     per_example: PerExample | dict | None = None
+    mesh: Mesh | None = None  # None: the first device alone
+    sharding_rules: Any = ()  # {path regex: PartitionSpec entries}, e.g. {"dense_1/kernel": (None, "fsdp")}
+    min_shard_bytes: int = distributed.MIN_SHARD_BYTES
 
     def __post_init__(self):
         if not isinstance(self.model, Layer):
             raise ValueError(f"model must be a jaxnn layer, got {type(self.model).__name__}")
+        if self.mesh is None:
+            object.__setattr__(self, "mesh", distributed.make_mesh(distributed.MESH_DEFAULTS))
+        validation.require("mesh", self.mesh, isinstance(self.mesh, Mesh),
+                           "a jax.sharding.Mesh (distributed.make_mesh)")
+        validation.integer("min_shard_bytes", self.min_shard_bytes, 0)
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "policy", get_policy(self.policy))
         validation.positive_int("accumulate_steps", self.accumulate_steps)
@@ -137,13 +153,62 @@ class Trainer:
         """Jitted `(params, model_state, batch) -> stats`, inference mode."""
         return jax.jit(self._make_eval_step())
 
+    # -- placement ----------------------------------------------------------------
     @functools.cached_property
-    def _fit_step(self):
+    def batch_sharding(self):
+        """Batches: the leading axis split over every mesh axis (data and fsdp)."""
+        return distributed.batch_sharding(self.mesh)
+
+    @functools.cached_property
+    def _replicated(self):
+        return distributed.replicated(self.mesh)
+
+    def state_shardings(self, state):
+        """A NamedSharding for every leaf of `state` (a TrainState, or its `jax.eval_shape`) on this mesh."""
+        return distributed.state_shardings(state, self.mesh, self.sharding_rules, self.min_shard_bytes)
+
+    def lower_train_step(self, state, batch) -> jax.stages.Lowered:
+        """The train step lowered for `state` (e.g. `abstract_state`) and a global `batch` of
+        ShapeDtypeStructs, laid out as `fit` lays them out: for `.compile()`, its memory and cost analyses."""
+        shardings = self.state_shardings(state)
+        batch = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.batch_sharding),
+                                       batch)
+        step = jax.jit(self._make_train_step(), donate_argnums=0, in_shardings=(shardings, self.batch_sharding),
+                       out_shardings=(shardings, self._replicated))
+        return step.lower(state, batch)
+
+    def _on_mesh(self, tree):
+        """Host arrays as global arrays with a full copy on every device (every process gives its full copy)."""
+        def place(a):
+            a = np.asarray(a)
+            return jax.make_array_from_process_local_data(
+                self._replicated, a.astype(jax.dtypes.canonicalize_dtype(a.dtype), copy=False))
+
+        return jax.tree_util.tree_map(place, tree)
+
+    @functools.cached_property
+    def _compiled_cache(self) -> dict:
+        return {}
+
+    def _compiled(self, kind: str, state) -> Callable:
+        """The jitted `kind` ("fit", "eval", "predict") function for states laid out like `state` (one per
+        layout); its last argument, the batch size, is static."""
+        shardings = self.state_shardings(state)
+        key = (kind, jax.tree_util.tree_structure(shardings), tuple(jax.tree_util.tree_leaves(shardings)))
+        if key not in self._compiled_cache:
+            self._compiled_cache[key] = getattr(self, f"_build_{kind}")(shardings)
+        return self._compiled_cache[key]
+
+    def _rows(self, batch):
+        """`batch` constrained to the batch sharding: each device computes only its rows."""
+        return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
+
+    def _build_fit(self, shardings):
         train_step = self._make_train_step()
 
         def fit_step(state, totals, guard, data, perm, index, batch_size):
-            idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
-            batch = jax.tree_util.tree_map(lambda a: a[idx], data)  # in bounds: idx comes from perm
+            idx = self._rows(jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size))
+            batch = self._rows(jax.tree_util.tree_map(lambda a: a[idx], data))  # in bounds: idx comes from perm
             if not self.check_finite:
                 state, stats = train_step(state, batch)
                 return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
@@ -153,38 +218,58 @@ class Trainer:
             guard = fold_guard(guard, step, stats.pop("nonfinite"))
             return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
 
-        return jax.jit(fit_step, static_argnames="batch_size", donate_argnums=0)
+        rep = self._replicated
+        return jax.jit(fit_step, static_argnums=6, donate_argnums=0,
+                       in_shardings=(shardings, rep, rep, rep, rep, rep), out_shardings=(shardings, rep, rep))
 
-    @functools.cached_property
-    def _eval_chunk(self):
+    def _build_eval(self, shardings):
         eval_step = self._make_eval_step()
 
         def eval_chunk(params, model_state, totals, data, index, batch_size):
-            stats = eval_step(params, model_state, _slice_batch(data, index * batch_size, batch_size))
+            stats = eval_step(params, model_state, self._rows(_slice_batch(data, index * batch_size, batch_size)))
             return jax.tree_util.tree_map(jnp.add, totals, stats)
 
-        return jax.jit(eval_chunk, static_argnames="batch_size")
+        rep = self._replicated
+        return jax.jit(eval_chunk, static_argnums=5,
+                       in_shardings=(shardings.params, shardings.model_state, rep, rep, rep), out_shardings=rep)
 
-    @functools.cached_property
-    def _predict_chunk(self):
+    def _build_predict(self, shardings):
         def predict_chunk(params, model_state, inputs, index, batch_size):
-            batch = _slice_batch(inputs, index * batch_size, batch_size)
+            batch = self._rows(_slice_batch(inputs, index * batch_size, batch_size))
             return forward(self.model, self.policy, params, batch, model_state, None, False)[0]
 
-        return jax.jit(predict_chunk, static_argnames="batch_size")
+        rep = self._replicated  # every process gets every prediction
+        return jax.jit(predict_chunk, static_argnums=4,
+                       in_shardings=(shardings.params, shardings.model_state, rep, rep), out_shardings=rep)
 
     # -- set-up and checks --------------------------------------------------------
-    def init(self, key, input_shape) -> TrainState:
-        """A fresh TrainState for inputs of `input_shape` (without the batch dimension)."""
-        key = _as_key(key)
-        init_key, state_key = jax.random.split(key)
+    def _init_fn(self, input_shape) -> Callable:
         full_shape = jax.tree_util.tree_map(lambda s: (None, *as_shape(s)), input_shape, is_leaf=is_shape)
-        _, params, model_state = self.model.init(init_key, full_shape)
+
+        def init(key):
+            init_key, state_key = jax.random.split(key)
+            _, params, model_state = self.model.init(init_key, full_shape)
+            return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                              opt_state=self.tx.init(params), key=state_key,
+                              loss_scale=LossScale.create() if self.policy.loss_scaling else None)
+
+        return init
+
+    def abstract_state(self, input_shape) -> TrainState:
+        """The TrainState `init` would make, as `jax.ShapeDtypeStruct`s carrying their shardings; nothing computed."""
+        abstract = jax.eval_shape(self._init_fn(input_shape), jax.random.key(0))
+        return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                      abstract, self.state_shardings(abstract))
+
+    def init(self, key, input_shape) -> TrainState:
+        """A fresh TrainState for inputs of `input_shape` (without the batch dimension), each leaf placed
+        on the mesh by `state_shardings` as it is made."""
+        init = self._init_fn(input_shape)
+        key = _as_key(key)
+        abstract = jax.eval_shape(init, key)
         if self.per_example is not None:
-            refuse_model_state(model_state)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                          opt_state=self.tx.init(params), key=state_key,
-                          loss_scale=LossScale.create() if self.policy.loss_scaling else None)
+            refuse_model_state(abstract.model_state)
+        return jax.jit(init, out_shardings=self.state_shardings(abstract))(key)
 
     def output_spec(self, state: TrainState, x) -> jax.ShapeDtypeStruct:
         """Shape of the model's output for inputs like `x`; a mismatch raises naming the layer."""
@@ -220,12 +305,14 @@ class Trainer:
 
     # -- loops --------------------------------------------------------------------
     def _zero_stats(self, state, data, batch_size, train=False):
-        batch = _slice_batch(data, 0, batch_size)
-        shapes = jax.eval_shape(self._make_eval_step(), state.params, state.model_state, batch)
+        eval_step = self._make_eval_step()
+        shapes = jax.eval_shape(lambda p, s, d: eval_step(p, s, _slice_batch(d, 0, batch_size)),
+                                state.params, state.model_state, data)
         zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         if train and self.per_example is not None and self.per_example.quantiles:
             zeros[HISTOGRAM_KEY] = zero_histogram()
-        return zeros
+        # Placed like the step's outputs, so that the first step and the later ones compile to one program.
+        return jax.device_put(zeros, self._replicated)
 
     def _padded(self, x, y, batch_size):
         """Host arrays padded to whole batches, with weights 1 for real examples and 0 for padding."""
@@ -236,29 +323,38 @@ class Trainer:
         if y is not None:
             data["targets"] = jax.tree_util.tree_map(grow, y)
             data["weights"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-        return jax.device_put(data), n, (n + pad) // batch_size
+        return self._on_mesh(data), n, (n + pad) // batch_size
 
     def _evaluate_padded(self, state, data, num_batches, batch_size) -> dict[str, float]:
         totals = self._zero_stats(state, data, batch_size)
+        eval_chunk, in_flight = self._compiled("eval", state), StepsInFlight()
         for i in range(num_batches):
-            totals = self._eval_chunk(state.params, state.model_state, totals, data, i, batch_size=batch_size)
+            totals = eval_chunk(state.params, state.model_state, totals, data, i, batch_size)
+            in_flight.push(totals)
         return results(self.metric_objects, jax.device_get(totals))
 
+    def _batch_size(self, batch_size, field: str = "batch_size") -> int:
+        batch_size = validation.positive_int(field, batch_size)
+        distributed.check_global_batch(self.mesh, batch_size, field)
+        return batch_size
+
     def evaluate(self, state: TrainState, x, y, *, batch_size: int = 32) -> dict[str, float]:
-        """Loss and metrics over all of (x, y), each example counted exactly once."""
-        batch_size = validation.positive_int("batch_size", batch_size)
+        """Loss and metrics over all of (x, y), each example counted exactly once (padding weighs 0)."""
+        batch_size = self._batch_size(batch_size)
         self.check_data(state, x, y)
         data, _, num_batches = self._padded(x, y, batch_size)
         return self._evaluate_padded(state, data, num_batches, batch_size)
 
     def predict(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs for every example of `x` (probabilities if the model ends in softmax)."""
-        batch_size = validation.positive_int("batch_size", batch_size)
+        batch_size = self._batch_size(batch_size)
         check_inputs(self.model, x)
         self.output_spec(state, x)
         data, n, num_batches = self._padded(x, None, batch_size)
-        outs = [self._predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size=batch_size)
-                for i in range(num_batches)]
+        predict_chunk, in_flight, outs = self._compiled("predict", state), StepsInFlight(), []
+        for i in range(num_batches):
+            outs.append(predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size))
+            in_flight.push(outs[-1])
         return jax.tree_util.tree_map(lambda *chunks: np.asarray(jnp.concatenate(chunks)[:n]), *outs)
 
     def predict_classes(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
@@ -271,17 +367,19 @@ class Trainer:
     def fit(self, state: TrainState, x, y, *, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple | None = None, validation_split: float = 0.0, shuffle: bool = True,
             callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
-            log_every_steps: int = LOG_EVERY_STEPS):
+            log_every_steps: int = LOG_EVERY_STEPS, watchdog_s: float | None = None):
         """Train for `epochs`; returns `(state, History)` with Keras's keys per epoch (and `lr`).
 
         Each epoch is shuffled from the state's key and the epoch number, so the
         same seed gives the same History. The last partial batch of an epoch is
         dropped (one compiled step shape); validation counts every example.
         The running metrics are fetched from the device every `log_every_steps`
-        steps (for `on_log` callbacks), never in between.
+        steps (for `on_log` callbacks), never in between. With `watchdog_s`, a
+        process whose steps stop finishing for that long (its peers stopped)
+        ends with one line (`distributed.StepWatchdog`).
         """
         epochs = validation.positive_int("epochs", epochs)
-        batch_size = validation.positive_int("batch_size", batch_size)
+        batch_size = self._batch_size(batch_size)
         log_every_steps = validation.positive_int("log_every_steps", log_every_steps)
         if batch_size % self.accumulate_steps:
             raise ValueError(f"batch_size {batch_size} must be a multiple of accumulate_steps {self.accumulate_steps}")
@@ -301,22 +399,25 @@ class Trainer:
             self.check_data(state, *validation_data)
             val_data, _, val_batches = self._padded(*validation_data, batch_size)
 
-        data = jax.device_put({"inputs": x, "targets": jax.tree_util.tree_map(np.asarray, y)})
+        data = self._on_mesh({"inputs": x, "targets": y})
         callbacks = sorted(([ProgressLogger()] if verbose else []) + list(callbacks), key=lambda cb: cb.order)
+        guard = jax.device_put(fresh_guard(state.params), self._replicated) if self.check_finite else {}
         run = Run(state=state, history=History(), epochs=epochs, steps_per_epoch=n // batch_size,
                   epoch=initial_epoch, step=int(state.step), totals=self._zero_stats(state, data, batch_size, True),
-                  guard=fresh_guard(state.params) if self.check_finite else {}, callbacks=callbacks,
-                  log_keys=self._log_keys(state, validation_data is not None))
+                  guard=guard, callbacks=callbacks, log_keys=self._log_keys(state, validation_data is not None))
+
+        fit_step = self._compiled("fit", state)
 
         def step(state, totals, guard, perm, index):
-            return self._fit_step(state, totals, guard, data, perm, index, batch_size=batch_size)
+            return fit_step(state, totals, guard, data, perm, index, batch_size)
 
         def validate(state):
             return self._evaluate_padded(state, val_data, val_batches, batch_size)
 
         fit_loop(run, step, lambda state: self._zero_stats(state, data, batch_size, True),
-                 metrics=self.metric_objects, validate=validate if validation_data is not None else None,
-                 num_examples=n, shuffle=shuffle, log_every_steps=log_every_steps)
+                 metrics=self.metric_objects,
+                 validate=validate if validation_data is not None else None, num_examples=n, shuffle=shuffle,
+                 log_every_steps=log_every_steps, watchdog_s=watchdog_s)
         return run.state, run.history
 
     def _log_keys(self, state, validation: bool) -> tuple[str, ...]:
