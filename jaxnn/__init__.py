@@ -14,6 +14,6 @@ from jaxnn.layers import Input
 from jaxnn.models import Model, Sequential, summary
 from jaxnn.multi_output import MultiOutputLoss, OutputMetric
 from jaxnn.training import Callback, History, Trainer, TrainState, plot_history
-from jaxnn.training import callbacks  # jaxnn.callbacks.EarlyStopping, ModelCheckpoint, ...
+from jaxnn import callbacks  # from jaxnn.callbacks import EarlyStopping, ModelCheckpoint, ...
 
 __version__ = "0.1.0"

@@ -15,6 +15,9 @@ one step) and `check_finite` (NaN/inf in the loss or a gradient stops the run
 at that step, naming the first bad parameter, with the last good parameters).
 Pass `ModelCheckpoint(dir)` to `fit` for checkpoints and exact resume; a
 SIGTERM during `fit` saves a checkpoint and raises `TrainingInterrupted`.
+Layers built with `trainable=False` get zero updates (an `optax.multi_transform`
+over the optimizer). A loss given as a function gets targets shaped (batch,)
+against outputs (batch, 1) as (batch, 1), as the built-in losses align them.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import optax
 from jaxnn import losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.layers.base import Layer
 from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
+from jaxnn.models.children import has_frozen, trainable_mask
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
@@ -63,6 +67,26 @@ def _as_key(key):
     return jax.random.wrap_key_data(key)
 
 
+def _aligned(loss: Callable) -> Callable:
+    """`loss` called with targets (batch,) as (batch, 1) when the outputs are (batch, 1), as built-in losses do,
+    so that a custom loss never broadcasts them to (batch, batch)."""
+    @functools.wraps(loss)
+    def aligned(targets, preds):
+        if (hasattr(targets, "ndim") and hasattr(preds, "ndim") and targets.ndim == preds.ndim - 1
+                and preds.shape[-1] == 1):
+            targets = targets[..., None]
+        return loss(targets, preds)
+
+    return aligned
+
+
+def _check_live(state) -> None:
+    """Refuse a state whose arrays were donated to an earlier `fit` or `train_step` (and so deleted)."""
+    if any(isinstance(a, jax.Array) and a.is_deleted() for a in jax.tree_util.tree_leaves(state)):
+        raise ValueError("this TrainState was donated to an earlier fit (or train_step) and its arrays are deleted: "
+                         "fit returns the new state, so write `state, history = trainer.fit(state, ...)`")
+
+
 def _slice_batch(data, start, batch_size):
     return jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, batch_size), data)
 
@@ -89,11 +113,17 @@ class Trainer:
 
     @functools.cached_property
     def loss_fn(self) -> Callable:
-        return losses.get(self.loss)
+        fn = losses.get(self.loss)
+        return fn if isinstance(self.loss, str) or hasattr(fn, "output_metrics") else _aligned(fn)
 
     @functools.cached_property
     def tx(self) -> optax.GradientTransformation:
-        return optimizers.get(self.optimizer)
+        tx = optimizers.get(self.optimizer)
+        if not has_frozen(self.model):
+            return tx
+        labels = lambda params: jax.tree_util.tree_map(lambda keep: "trainable" if keep else "frozen",
+                                                       trainable_mask(self.model, params))
+        return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, labels)
 
     @functools.cached_property
     def metric_objects(self) -> tuple:
@@ -200,10 +230,13 @@ class Trainer:
         y = np.asarray(y)
         target_spec = jax.ShapeDtypeStruct((out.shape[0], *y.shape[1:]), y.dtype)
         try:
-            jax.eval_shape(self.loss_fn, target_spec, out)
+            per_example = jax.eval_shape(self.loss_fn, target_spec, out)
         except (ValueError, TypeError) as e:
             raise ValueError(f"targets of shape {y.shape[1:]} (per example) do not fit the model's "
                              f"output {out.shape[1:]} under this loss: {e}") from None
+        if not per_example.shape or per_example.shape[0] != out.shape[0]:
+            raise ValueError(f"the loss must return one value per example, shape (batch,), got {per_example.shape} "
+                             f"for a batch of {out.shape[0]}")
         if np.issubdtype(y.dtype, np.integer) and out.shape[-1] > 1 and y.ndim == len(out.shape) - 1:
             bad = y[(y < 0) | (y >= out.shape[-1])]
             if bad.size:
@@ -239,6 +272,7 @@ class Trainer:
     def evaluate(self, state: TrainState, x, y, *, batch_size: int = 32) -> dict[str, float]:
         """Loss and metrics over all of (x, y), each example counted exactly once."""
         batch_size = validation.positive_int("batch_size", batch_size)
+        _check_live(state)
         self.check_data(state, x, y)
         data, _, num_batches = self._padded(x, y, batch_size)
         return self._evaluate_padded(state, data, num_batches, batch_size)
@@ -246,6 +280,7 @@ class Trainer:
     def predict(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs for every example of `x` (probabilities if the model ends in softmax)."""
         batch_size = validation.positive_int("batch_size", batch_size)
+        _check_live(state)
         self.output_spec(state, x)
         data, n, num_batches = self._padded(x, None, batch_size)
         outs = [self._predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size=batch_size)
@@ -262,7 +297,7 @@ class Trainer:
     def fit(self, state: TrainState, x, y, *, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple | None = None, validation_split: float = 0.0, shuffle: bool = True,
             callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
-            log_every_steps: int = LOG_EVERY_STEPS):
+            log_every_steps: int = LOG_EVERY_STEPS, class_weight: dict | None = None, sample_weight=None):
         """Train for `epochs`; returns `(state, History)` with Keras's keys per epoch (and `lr`).
 
         Each epoch is shuffled from the state's key and the epoch number, so the
@@ -270,7 +305,12 @@ class Trainer:
         dropped (one compiled step shape); validation counts every example.
         The running metrics are fetched from the device every `log_every_steps`
         steps (for `on_log` callbacks), never in between.
+        `sample_weight` (one weight per example) and `class_weight` ({class: weight})
+        weight the training examples, multiplied together: the loss and the
+        metrics of each batch are weighted means (sum(w l) / sum(w)).
+        The input `state` is donated: use the returned one.
         """
+        _check_live(state)
         epochs = validation.positive_int("epochs", epochs)
         batch_size = validation.positive_int("batch_size", batch_size)
         log_every_steps = validation.positive_int("log_every_steps", log_every_steps)
@@ -281,10 +321,12 @@ class Trainer:
         if validation_split and validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
         n = self.check_data(state, x, y)
+        weights = _example_weights(y, n, sample_weight, class_weight)
         if validation_split:
             cut, _ = split_sizes(n, validation_split)
             take = lambda lo, hi: jax.tree_util.tree_map(lambda a: a[lo:hi], (x, y))
             (x, y), validation_data = take(0, cut), take(cut, n)
+            weights = None if weights is None else weights[:cut]
             n = cut
         if n < batch_size:
             raise ValueError(f"batch_size {batch_size} is larger than the {n} training examples")
@@ -292,7 +334,12 @@ class Trainer:
             self.check_data(state, *validation_data)
             val_data, _, val_batches = self._padded(*validation_data, batch_size)
 
-        data = jax.device_put({"inputs": x, "targets": jax.tree_util.tree_map(np.asarray, y)})
+        data = {"inputs": x, "targets": jax.tree_util.tree_map(np.asarray, y)}
+        data = jax.device_put(data if weights is None else {**data, "weights": weights})
+        bad = [cb for cb in callbacks if not isinstance(cb, Callback)]
+        if bad:
+            raise ValueError(f"callbacks must subclass jaxnn.callbacks.Callback (as Keras's subclass "
+                             f"keras.callbacks.Callback), got {type(bad[0]).__name__}")
         callbacks = sorted(([ProgressLogger()] if verbose else []) + list(callbacks), key=lambda cb: cb.order)
         run = Run(state=state, history=History(), epochs=epochs, steps_per_epoch=n // batch_size,
                   epoch=initial_epoch, step=int(state.step), totals=self._zero_stats(state, data, batch_size),
@@ -314,3 +361,25 @@ class Trainer:
         keys = ("loss", *(m.name for m in self.metric_objects))
         lr = ("lr",) if optimizers.learning_rate(state.opt_state) is not None else ()
         return keys + (tuple(f"val_{k}" for k in keys) if validation else ()) + lr
+
+
+def _example_weights(y, n: int, sample_weight, class_weight) -> np.ndarray | None:
+    """Per-example training weights (n,) from `sample_weight` and `class_weight`, or None without either."""
+    if sample_weight is None and class_weight is None:
+        return None
+    weights = np.ones(n, np.float32)
+    if sample_weight is not None:
+        given = np.asarray(sample_weight, np.float32)
+        if given.shape != (n,) or not np.all(np.isfinite(given)) or np.any(given < 0):
+            raise ValueError(f"sample_weight must hold one finite weight >= 0 per example, shape ({n},), got "
+                             f"{'shape ' + str(given.shape) if given.shape != (n,) else 'a negative or non-finite one'}")
+        weights *= given
+    if class_weight is not None:
+        if not isinstance(class_weight, dict) or isinstance(y, (dict, tuple, list)):
+            raise ValueError(f"class_weight must be a dict {{class id: weight}} for one array of targets, got "
+                             f"{type(class_weight).__name__} for targets of type {type(y).__name__} (with several "
+                             f"outputs, give sample_weight)")
+        weights *= np.asarray(losses.class_weights(np.asarray(y), class_weight))
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight and class_weight give every example weight 0: nothing would be learned")
+    return weights
