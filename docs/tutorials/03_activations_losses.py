@@ -55,20 +55,21 @@ ones = jnp.ones(p.shape[0])                         # the target, 1, for each ex
 error = jnp.linspace(-3.0, 3.0, 300)[:, None]
 zeros = jnp.zeros(error.shape[0])
 
+panels = [
+    ("classification, target 1", "predicted probability of the true class", p, ones,
+     {"binary cross-entropy": losses.binary_crossentropy, "squared error": losses.mean_squared_error,
+      "hinge": losses.hinge}),
+    ("regression", "prediction - target", error, zeros,
+     {"squared error": losses.mean_squared_error, "absolute error": losses.mean_absolute_error,
+      "huber (delta 1)": losses.huber}),
+]
 fig = Figure(figsize=(12, 4))
-left, right = fig.subplots(1, 2)
-left.plot(p[:, 0], losses.binary_crossentropy(ones, p), label="binary cross-entropy")
-left.plot(p[:, 0], losses.mean_squared_error(ones, p), label="squared error")
-left.plot(p[:, 0], losses.hinge(ones, p), label="hinge")
-left.set_xlabel("predicted probability of the true class")
-left.set_title("classification, target 1")
-left.legend()
-right.plot(error[:, 0], losses.mean_squared_error(zeros, error), label="squared error")
-right.plot(error[:, 0], losses.mean_absolute_error(zeros, error), label="absolute error")
-right.plot(error[:, 0], losses.huber(zeros, error), label="huber (delta 1)")
-right.set_xlabel("prediction - target")
-right.set_title("regression")
-right.legend()
+for ax, (title, xlabel, preds, targets, fns) in zip(fig.subplots(1, 2), panels):
+    for label, fn in fns.items():
+        ax.plot(preds[:, 0], fn(targets, preds), label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend()
 save(fig, "losses.png")
 
 # %% [markdown]

@@ -13,8 +13,6 @@
 # nothing (accuracy stays near chance).
 
 # %%
-import contextlib
-
 import jax
 import tensorflow_datasets as tfds
 from matplotlib.figure import Figure

@@ -64,7 +64,7 @@ def test_a_callback_not_derived_from_callback_is_refused_in_one_line():
 
 
 def test_callbacks_import_from_jaxnn_callbacks_as_from_keras_callbacks():
-    from jaxnn.callbacks import EarlyStopping, LambdaCallback, ModelCheckpoint  # noqa: F401
+    from jaxnn.callbacks import EarlyStopping
     from jaxnn.training import callbacks
 
     assert EarlyStopping is callbacks.EarlyStopping and jaxnn.callbacks.EarlyStopping is EarlyStopping
