@@ -2,60 +2,74 @@
 
 Override any field from the command line, e.g. `--config.train.epochs=3`;
 a misspelled field is an error. Running again with the same `--workdir`
-resumes from its newest checkpoint; SIGTERM saves one and exits (status 143).
+resumes from its newest checkpoint. Every mistake is one `error:` line on
+stderr; exit status 2 for a usage or config error, 1 for a failed run, 130
+after Ctrl-C and 143 after SIGTERM (each saves a checkpoint first);
+`--debug` adds the traceback (docs/errors.md).
 """
 import os
-import re
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/fashion_mnist_mlp.py", "Path to a config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for history, results, curves and checkpoints.")
-_QUIET = flags.DEFINE_bool("quiet", False, "Print nothing but warnings and errors (no summary, no progress).")
+DEFAULT_CONFIG = "configs/fashion_mnist_mlp.py"
 
 
-def _enable_compilation_cache() -> None:
-    """Keep compiled steps on disk so that a second run of the same config skips compiling."""
-    import jax
-
-    cache_dir = os.environ.get("JAXNN_COMPILATION_CACHE", os.path.expanduser("~/.cache/jaxnn/xla"))
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def parse_flags(argv):
-    """absl flag parsing, with an override that names no config field reported in one line."""
-    try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:
-        field = re.search(r"'(\w+)\\*'", str(e))
-        hint = re.search(r'Did you mean "(\w+)"', str(e))
-        sys.exit(f"error: a --config override names no config field: {field.group(1) if field else e}"
-                 + (f' (did you mean "{hint.group(1)}"?)' if hint else ""))
+def define_flags(flag_values: flags.FlagValues, argv: list[str]) -> dict:
+    """train.py's flags, defined on `flag_values` (a fresh set per call, so `main` can run many times)."""
+    return dict(
+        config=config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Path to a config file.",
+                                               flag_values=flag_values, sys_argv=argv),
+        workdir=flags.DEFINE_string("workdir", None, "Directory for history, results, curves and checkpoints.",
+                                    flag_values=flag_values),
+        quiet=flags.DEFINE_bool("quiet", False, "Print nothing but warnings and errors (no summary, no progress).",
+                                flag_values=flag_values),
+        debug=flags.DEFINE_bool("debug", False, "Show the traceback of an error.", flag_values=flag_values),
+        help=flags.DEFINE_bool("help", False, "Show this help.", short_name="h", flag_values=flag_values),
+    )
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not _WORKDIR.value:
-        raise app.UsageError("--workdir is required (where results, curves and checkpoints go)")
+def train(argv: list[str]) -> None:
+    """Parse `argv`, check what can be checked without data, run; raises on any mistake (see jaxnn.cli)."""
+    from jaxnn import cli
+
+    flag_values = flags.FlagValues()
+    defined = define_flags(flag_values, argv)
+    rest = cli.parse_flags(flag_values, argv, default_config=DEFAULT_CONFIG)
+    if defined["help"].value:
+        print(flag_values.get_help())
+        return
+    if len(rest) > 1:
+        raise cli.UsageError(f"unexpected arguments: {' '.join(rest[1:])} (flags take the form --name=value)")
+    if not defined["workdir"].value:
+        raise cli.UsageError("--workdir is required (where results, curves and checkpoints go)")
+    flags.FLAGS.mark_as_parsed()  # absl's logging reads its own flags: their defaults
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-    _enable_compilation_cache()
-    from jaxnn.checkpoint import CorruptCheckpointError
-    from jaxnn.runner import NonFiniteError, run
-    from jaxnn.training import TrainingInterrupted
+    if not defined["debug"].value:
+        cli.quiet_library_logs()
+    cli.enable_compilation_cache(
+        os.environ.get("JAXNN_COMPILATION_CACHE", os.path.expanduser("~/.cache/jaxnn/xla")),
+        warn=lambda line: print(line, file=sys.stderr))
+    from jaxnn.runner import run
 
-    try:
-        run(_CONFIG.value, _WORKDIR.value, print_fn=None if _QUIET.value else print)
-    except TrainingInterrupted as e:
-        print(f"{e}; run the same command again to resume", file=sys.stderr)
-        sys.exit(143)
-    except (ValueError, NonFiniteError, CorruptCheckpointError) as e:
-        sys.exit(f"error: {e}")
+    run(defined["config"].value, defined["workdir"].value, print_fn=None if defined["quiet"].value else print)
+
+
+def _debug(argv: list[str]) -> bool:
+    return any(a in ("--debug", "--debug=true", "--debug=1") for a in argv)
+
+
+def main(argv: list[str]) -> int:
+    """train.py as a function: the exit status; errors are one line on stderr (jaxnn.cli)."""
+    from jaxnn import cli
+
+    return cli.main(lambda: train(argv), debug=_debug(argv))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    status = main(sys.argv)
+    from jaxnn import cli
+
+    cli.quiet_exit(status, _debug(sys.argv))
+    sys.exit(status)

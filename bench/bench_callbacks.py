@@ -9,8 +9,7 @@ run: a progress bar (to /dev/null), TerminateOnNaN, EarlyStopping
 (restore_best_weights), ReduceLROnPlateau, CSVLogger, curves.png (PlotHistory:
 at most every 10 s and at the end), TensorBoard (scalars every 50 steps, weight
 histograms per epoch), ModelCheckpoint every `--every-steps` steps and at each
-epoch end, written by its child process; "loop-thread" writes them on a thread
-of the training process instead (`writer="thread"`). "+finite" also sets
+epoch end, written by orbax in the background (jaxnn.checkpoint). "+finite" also sets
 `check_finite=True` (a pass over the gradients in every step), "+opt" also
 clips gradients by global norm and follows a warm-up + cosine schedule (so no
 ReduceLROnPlateau): arithmetic added to the step rather than loop overhead,
@@ -58,7 +57,7 @@ def make_trainer(check_finite: bool, optimizer, hidden: int = HIDDEN) -> Trainer
                    optimizer=optimizer, metrics=("accuracy",), check_finite=check_finite)
 
 
-def loop_callbacks(workdir: str, every_steps: int, scheduled: bool, writer: str = "auto") -> list:
+def loop_callbacks(workdir: str, every_steps: int, scheduled: bool) -> list:
     devnull = open(os.devnull, "w")
     plateau = [] if scheduled else [ReduceLROnPlateau(monitor="loss", patience=5)]  # a schedule owns the rate
     return [ProgressLogger(stream=devnull, bar=True, print_fn=lambda line: None), TerminateOnNaN(),
@@ -66,10 +65,10 @@ def loop_callbacks(workdir: str, every_steps: int, scheduled: bool, writer: str 
             CSVLogger(os.path.join(workdir, "history.csv")), PlotHistory(os.path.join(workdir, "curves.png")),
             TensorBoard(os.path.join(workdir, "tensorboard")),
             ModelCheckpoint(os.path.join(workdir, "checkpoints"), monitor="loss", every_steps=every_steps,
-                            restore=False, print_fn=None, writer=writer)]
+                            restore=False, print_fn=None)]
 
 
-VARIANTS = ("bare", "loop", "loop-thread", "loop+finite", "loop+finite+opt")
+VARIANTS = ("bare", "loop", "loop+finite", "loop+finite+opt")
 
 
 def runner(x, y, epochs: int, variant: str, every_steps: int, total_steps: int, hidden: int):
@@ -87,8 +86,7 @@ def runner(x, y, epochs: int, variant: str, every_steps: int, total_steps: int, 
         ends = []
         probe = LambdaCallback(on_epoch_end=lambda run, epoch, logs: ends.append(time.perf_counter()))
         probe.order = -1000  # first at each epoch end, so a cycle holds one epoch's steps and its end-of-epoch work
-        writer = "thread" if variant.endswith("-thread") else "auto"
-        callbacks = [] if variant == "bare" else loop_callbacks(workdir, every_steps, variant.endswith("+opt"), writer)
+        callbacks = [] if variant == "bare" else loop_callbacks(workdir, every_steps, variant.endswith("+opt"))
         box["state"], _ = trainer.fit(box["state"], x, y, epochs=epochs, batch_size=BATCH, verbose=0,
                                       callbacks=[probe, *callbacks], log_every_steps=LOG_EVERY_STEPS)
         jax.block_until_ready(box["state"].params)

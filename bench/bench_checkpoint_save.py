@@ -1,124 +1,143 @@
-"""Cost of one checkpoint save of bench_fit.py's MLP train state, as the writer process pays it.
+"""Cost of checkpoints on the seed config (configs/fashion_mnist_seed.py): per save, and as a fraction of training.
 
-    python bench/bench_checkpoint_save.py [--repeats 5] [--saves 10]
+    python bench/bench_checkpoint_save.py saves [--saves 20]
+    python bench/bench_checkpoint_save.py fraction [--runs 5] [--epochs 5] [--train_split train]
 
-The state is what `ModelCheckpoint` saves at an epoch end of bench_callbacks.py:
-parameters, Adam's two moments, EarlyStopping's best weights and a few scalars
-(11 MB, 29 arrays). Six ways, alternating so machine noise hits all alike:
+"saves": `CheckpointManager.save` of the seed config's epoch-end checkpoint (its TrainState with RMSprop's
+moments, the running totals, the callbacks' state): the training thread's blocked time per save (fingerprints
+and finiteness on the device, the copy off the device, orbax's start) and the wall time until the save is
+committed (orbax's background write, then meta.json), medians over `--saves` saves.
 
-- "improved": this checkpoint format (3) at an epoch that improved (best
-  weights are the current ones, so stored once), packed into one orbax array
-  per dtype, written without OCDBT and without orbax's copy of each array;
-- "not improved": the same where the best weights differ (all 29 arrays stored);
-- "with copy": as "improved", orbax copying each array before writing it (its default);
-- "3 + OCDBT": as "with copy", written with orbax's OCDBT (as format 3 first was);
-- "format 2": as "3 + OCDBT", but one orbax array per stored array;
-- "format 1": as "format 2", zstd-compressed, identical arrays stored again.
-
-Each figure is wall and CPU milliseconds per save (median over repeats of
-`--saves` saves through one `CheckpointManager`), then its ratio to "format 1".
+"fraction": the seed config's fit (default checkpoint settings: a checkpoint at each epoch end, keep 3)
+with and without its ModelCheckpoint, alternating, `--runs` of each from the same initial state; prints
+each pair's ratio and the median ratio minus 1 (the checkpoints' cost as a fraction of training time), and
+the training thread's total time blocked in saves per run. The data are loaded once, before any timing.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import resource
 import statistics
 import tempfile
 import time
-from unittest import mock
 
-import numpy as np
+import jax
 
-from bench_fit import CLASSES, HIDDEN
-from jaxnn import checkpoint as ckpt
+from jaxnn import checkpoint as ckpt, data
+from jaxnn.config import build, fingerprint
+from jaxnn.tasks.classify import build_trainer
+from jaxnn.training.checkpointing import ModelCheckpoint
+from jaxnn.training.trainer import split_sizes
 
-
-def train_state(improved: bool, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    shapes = {"dense/kernel": (784, HIDDEN), "dense/bias": (HIDDEN,), "dense_1/kernel": (HIDDEN, HIDDEN),
-              "dense_1/bias": (HIDDEN,), "dense_2/kernel": (HIDDEN, CLASSES), "dense_2/bias": (CLASSES,)}
-    tree = lambda scale: {k: (scale * rng.standard_normal(s)).astype(np.float32) for k, s in shapes.items()}
-    params = tree(0.05)
-    best = {k: v.copy() for k, v in params.items()} if improved else tree(0.05)
-    return {"state": {"params": params, "opt_state": {"mu": tree(1e-3), "nu": tree(1e-6), "count": np.int32(937)},
-                      "step": np.int32(937), "key": np.array([0, 42], np.uint32)},
-            "callbacks": {"EarlyStopping": best}, "totals": {"loss": np.float32(0.0), "count": np.float32(0.0)}}
+CONFIG = "configs/fashion_mnist_seed.py"
 
 
-def _an_array_each(entries, stored):
-    return {f"a{i}": a for i, a in stored.items()}
+def seed_config(epochs: int, train_split: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("seed_config", CONFIG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.train.epochs, config.dataset.train_split = epochs, train_split
+    config.train.tensorboard = False
+    return config
 
 
-def _orbax_default(**options):
-    """A patch of the checkpointer for orbax's defaults (OCDBT on, zstd on, arrays copied) less `options`."""
-    import orbax.checkpoint as ocp
-
-    return mock.patch.object(ckpt, "_checkpointer",
-                             lambda saving=False: ocp.Checkpointer(ocp.PyTreeCheckpointHandler(**options)))
-
-
-def with_copy():
-    """Saves as format 3 did until orbax's copy of each array was turned off."""
-    return _orbax_default(use_compression=False, use_ocdbt=False)
-
-
-def with_ocdbt():
-    """Saves as format 3 did at first: packed, uncompressed, with OCDBT."""
-    return _orbax_default(use_compression=False)
+def setting(epochs: int, train_split: str):
+    """(config, experiment, trainer, initial state, training arrays) of the seed config."""
+    config = seed_config(epochs, train_split)
+    experiment = build(config)
+    ds = experiment.dataset
+    (x, y), = data.load_splits(ds["name"], (ds["train_split"],), data_dir=ds.get("data_dir"),
+                               **data.dataset_options(ds))
+    train = experiment.train
+    steps = split_sizes(x.shape[0], train["validation_split"])[0] // train["batch_size"]
+    trainer = build_trainer(experiment, steps * train["epochs"])
+    return config, experiment, trainer, trainer.init(jax.random.key(experiment.seed), x.shape[1:]), (x, y)
 
 
-@contextlib.contextmanager
-def format_2():
-    """Saves as format 2 did: uncompressed, with OCDBT, identical arrays stored once, one orbax array each."""
-    with _orbax_default(use_compression=False), mock.patch.object(ckpt, "_pack", _an_array_each):
-        yield
+class Timed(ModelCheckpoint):
+    """ModelCheckpoint that adds up the training thread's time inside `save` and the final wait."""
+
+    blocked = 0.0
+
+    def save(self, run, metric=None):
+        start = time.perf_counter()
+        try:
+            return super().save(run, metric)
+        finally:
+            self.blocked += time.perf_counter() - start
+
+    def on_train_end(self, run):
+        start = time.perf_counter()
+        super().on_train_end(run)
+        self.blocked += time.perf_counter() - start
 
 
-@contextlib.contextmanager
-def format_1():
-    """Saves as format 1 did: OCDBT, zstd, every array stored (no `same_as`), one orbax array each."""
-    with _orbax_default(), mock.patch.object(ckpt, "_same_bytes", lambda a, b: False), \
-            mock.patch.object(ckpt, "_pack", _an_array_each):
-        yield
+def fit_seconds(config, experiment, trainer, state, xy, checkpoints: bool) -> tuple[float, float]:
+    """(wall seconds of one fit, seconds the training thread was blocked in checkpointing)."""
+    train, ckpt_cfg = experiment.train, experiment.checkpoint
+    callbacks = []
+    if checkpoints:
+        callbacks.append(Timed(tempfile.mkdtemp(prefix="bench-ckpt-"), monitor=ckpt_cfg["monitor"],
+                               every_steps=ckpt_cfg["every_steps"], keep=ckpt_cfg["keep"],
+                               fingerprint=fingerprint(config), print_fn=None))
+    start = time.perf_counter()
+    out, _ = trainer.fit(jax.tree_util.tree_map(jax.numpy.copy, state), *xy,  # fit donates the state it is given epochs=train["epochs"], batch_size=train["batch_size"],
+                         validation_split=train["validation_split"], shuffle=train["shuffle"], callbacks=callbacks,
+                         verbose=0, log_every_steps=train["log_every_steps"])
+    jax.block_until_ready(out.params)
+    wall = time.perf_counter() - start
+    if callbacks:
+        callbacks[0].close()
+    return wall, callbacks[0].blocked if callbacks else 0.0
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def fraction(args) -> None:
+    config, experiment, trainer, state, xy = setting(args.epochs, args.train_split)
+    fit_seconds(config, experiment, trainer, state, xy, True)  # compile both paths before timing
+    ratios = []
+    for run in range(args.runs):
+        bare, _ = fit_seconds(config, experiment, trainer, state, xy, False)
+        with_ckpt, blocked = fit_seconds(config, experiment, trainer, state, xy, True)
+        ratios.append(with_ckpt / bare)
+        print(f"run {run + 1}: without {bare:.2f} s, with checkpoints {with_ckpt:.2f} s (ratio {ratios[-1]:.3f}); "
+              f"blocked in saves {1e3 * blocked:.0f} ms ({100 * blocked / with_ckpt:.2f}% of the fit)")
+    print(f"checkpoint cost at default settings: {100 * (statistics.median(ratios) - 1):+.2f}% of training time "
+          f"(median of {args.runs} runs, {args.epochs} epochs, split {args.train_split})")
+
+
+def saves(args) -> None:
+    _, _, _, state, _ = setting(1, "train[:1%]")
+    zero = jax.numpy.float32(0)
+    totals = {name: {"total": zero, "count": zero} for name in ("loss", "accuracy")}  # as the fit's running totals
+    tree = {"callbacks": {}, "state": state, "totals": totals}
+    manager = ckpt.CheckpointManager(tempfile.mkdtemp(prefix="bench-ckpt-"), keep=3)
+    manager.save(0, tree)  # compiles the fingerprints
+    manager.wait()
+    blocked, committed = [], []
+    for step in range(1, args.saves + 1):
+        start = time.perf_counter()
+        manager.save(step, tree, {"epoch": step})
+        blocked.append(time.perf_counter() - start)
+        manager.wait()
+        committed.append(time.perf_counter() - start)
+    manager.close()
+    size = sum(a.nbytes for a in ckpt.leaves(tree).values())
+    print(f"seed config state: {size / 1e6:.2f} MB in {len(ckpt.leaves(tree))} arrays; {args.saves} saves")
+    print(f"training thread blocked {1e3 * statistics.median(blocked):.1f} ms per save (median), "
+          f"committed after {1e3 * statistics.median(committed):.1f} ms (median)")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--saves", type=int, default=10)
+    parser.add_argument("what", choices=("saves", "fraction"))
+    parser.add_argument("--saves", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--train_split", default="train")
     args = parser.parse_args()
-    ways = {"improved": (train_state(True), contextlib.nullcontext),
-            "not improved": (train_state(False), contextlib.nullcontext),
-            "with copy": (train_state(True), with_copy),
-            "3 + OCDBT": (train_state(True), with_ocdbt), "format 2": (train_state(True), format_2),
-            "format 1": (train_state(True), format_1)}
-    managers = {name: ckpt.CheckpointManager(tempfile.mkdtemp(prefix="bench-ckpt-"), keep=3) for name in ways}
-    results = {name: [] for name in ways}
-    step = 0
-    for repeat in range(args.repeats + 1):  # the first round warms up
-        for name, (tree, context) in ways.items():
-            with context():
-                start, cpu = time.perf_counter(), cpu_seconds()
-                for _ in range(args.saves):
-                    step += 1
-                    managers[name].save(step, tree)
-                wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-            if repeat:
-                results[name].append((1e3 * wall / args.saves, 1e3 * cpu / args.saves))
-    mb = sum(a.nbytes for a in ckpt.flatten(ways["improved"][0]).values()) / 1e6
-    print(f"train state: {mb:.1f} MB in {len(ckpt.flatten(ways['improved'][0]))} arrays; "
-          f"{args.repeats} x {args.saves} saves per way")
-    base = [statistics.median(r[k] for r in results["format 1"]) for k in (0, 1)]
-    for name, runs in results.items():
-        wall, cpu = (statistics.median(r[k] for r in runs) for k in (0, 1))
-        print(f"{name:13s} wall {wall:5.1f} ms  cpu {cpu:5.1f} ms per save   "
-              f"vs format 1: wall {wall / base[0]:.2f}x  cpu {cpu / base[1]:.2f}x")
+    saves(args) if args.what == "saves" else fraction(args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from jaxnn.losses import to_categorical
 from jaxnn.layers import Input
 from jaxnn.models import Model, Sequential, summary
 from jaxnn.multi_output import MultiOutputLoss, OutputMetric
+from jaxnn.report import classification_report
+from jaxnn.saving import load_model, load_run, save_model
 from jaxnn.training import Callback, History, Trainer, TrainState, plot_history
 from jaxnn import callbacks  # from jaxnn.callbacks import EarlyStopping, ModelCheckpoint, ...
 

@@ -37,6 +37,9 @@ TRAIN_DEFAULTS = dict(
     check_finite=False,          # NaN/inf loss or gradient stops at that step, naming the parameter
     terminate_on_nan=True,       # stop when the running loss is NaN/inf (checked at each log)
     log_every_steps=50,          # steps between fetches of the running metrics
+    # Per-example gradients (training/per_example.py): DP-SGD clipping + noise, norm quantiles per epoch,
+    # the privacy spent (epsilon at delta, 0: 1/examples) and the k largest-gradient examples listed after training.
+    per_example=dict(clip_norm=0.0, noise_multiplier=0.0, quantiles=False, delta=0.0, list_largest=0),
     tensorboard=True, histogram_freq=1,
     early_stopping=dict(enabled=False, monitor="val_loss", patience=3, min_delta=0.0, mode="auto",
                         restore_best_weights=True),
@@ -47,12 +50,14 @@ CHECKPOINT_DEFAULTS = dict(
     save_final=True,
     every_steps=0,               # also checkpoint every N steps (0: at epoch ends only)
     keep=3,                      # the last K checkpoints are kept, plus the best by `monitor`
-    monitor="val_loss",          # "" keeps no best
+    monitor="val_loss",          # "" keeps no best; "loss" by default when train.validation_split is 0
 )
 # Fields that do not change what is computed: a resumed run may differ in these.
 _NOT_FINGERPRINTED = {"eval": None, "checkpoint": None,
                       "train": ("log_every_steps", "tensorboard", "histogram_freq"), "dataset": ("data_dir",)}
 SECTIONS = ("task", "seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint")
+REQUIRED_SECTIONS = ("dataset", "model", "loss", "optimizer", "train")  # eval and checkpoint have defaults
+EVAL_DEFAULTS = dict(batch_size=1000)
 
 
 @MODELS.register("mlp")
@@ -77,6 +82,19 @@ def sequential(num_classes: int, layers=()) -> Sequential:
 
 def _plain(section) -> dict:
     return section.to_dict() if isinstance(section, ml_collections.ConfigDict) else dict(section)
+
+
+def section(config: ml_collections.ConfigDict, name: str, required: bool = True) -> dict:
+    """`config.<name>` as a plain dict; a missing section (when `required`) or one that is not a dict raises."""
+    if name not in config:
+        if required:
+            raise ValueError(f"config section {name!r} is missing; a config has the sections "
+                             f"{', '.join(REQUIRED_SECTIONS)} (see configs/fashion_mnist_mlp.py)")
+        return {}
+    value = config[name]
+    if not isinstance(value, (dict, ml_collections.ConfigDict)):
+        raise ValueError(f"config section {name!r} must be a dict of fields, got {value!r}")
+    return _plain(value)
 
 
 def _call_checked(fn: Callable, field: str, options: dict, fixed: dict | None = None):
@@ -169,6 +187,28 @@ def check_fit(model: Layer, loss_fn: Callable, spec: data.DatasetSpec) -> None:
         shapes = jax.tree_util.tree_map(lambda o: o.shape[1:], outputs)
         raise ValueError(f"targets of shape {spec.target_shape} (per example) do not fit the model's "
                          f"output {shapes} under this loss: {e}") from None
+    units = outputs.shape[-1] if isinstance(outputs, jax.ShapeDtypeStruct) and outputs.ndim > 1 else None
+    if units is not None and units != spec.num_classes and not (units == 1 and spec.num_classes == 2):
+        raise ValueError(f"the model's output layer has {units} units but {spec.name} has {spec.num_classes} "
+                         f"classes: give the last layer {spec.num_classes} units")
+
+
+def log_keys(metric_names, validation_split: float) -> tuple[str, ...]:
+    """The names a classification run logs per epoch: loss, metrics, their val_ twins when validating, lr."""
+    keys = ("loss", *(metrics_lib.get(name).name for name in metric_names))
+    return keys + (tuple(f"val_{k}" for k in keys) if validation_split else ()) + ("lr",)
+
+
+def _check_monitors(train: dict, checkpoint: dict, metric_names) -> None:
+    """Each monitor a callback watches must be a name the run logs."""
+    keys = log_keys(metric_names, train["validation_split"])
+    watched = [("checkpoint.monitor", checkpoint["monitor"])] if checkpoint["monitor"] else []
+    watched += [(f"train.{name}.monitor", train[name]["monitor"]) for name in ("early_stopping", "reduce_lr_on_plateau")
+                if train[name]["enabled"]]
+    for field, monitor in watched:
+        if monitor not in keys:
+            hint = " (val_ names need train.validation_split > 0)" if monitor.startswith("val_") else ""
+            raise ValueError(f"{field} {monitor!r} is never logged by this run{hint}; it logs: {', '.join(keys)}")
 
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
@@ -181,11 +221,11 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     unknown = sorted(set(config.keys()) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown config section {unknown[0]!r}; allowed: {', '.join(SECTIONS)}")
-    dataset = _plain(config.dataset)
+    dataset = section(config, "dataset")
     if dataset.get("name") not in data.SUPPORTED:
         raise ValueError(f"dataset.name must be one of {', '.join(data.SUPPORTED)}, got {dataset.get('name')!r}")
     info = data.dataset_info(dataset["name"], **data.dataset_options(dataset))  # shapes follow the encoding
-    train = _plain(config.train)
+    train = section(config, "train")
     train = {**with_defaults("train", {k: v for k, v in train.items() if k not in ("epochs", "batch_size")},
                              TRAIN_DEFAULTS), "epochs": train.get("epochs"), "batch_size": train.get("batch_size")}
     validation.positive_int("train.epochs", train.get("epochs"))
@@ -193,20 +233,23 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     split = train.get("validation_split", 0.0)
     if not isinstance(split, (int, float)) or not 0.0 <= split < 1.0:
         raise ValueError(f"train.validation_split must be in [0, 1), got {split!r}")
-    eval_cfg = _plain(config.eval)
+    eval_cfg = with_defaults("eval", section(config, "eval", required=False), EVAL_DEFAULTS)
     validation.positive_int("eval.batch_size", eval_cfg.get("batch_size"))
     metric_names = tuple(train.get("metrics", ("accuracy",)))
     for name in metric_names:
         metrics_lib.get(name)
     _check_train_options(train)
-    checkpoint = with_defaults("checkpoint", _plain(config.checkpoint), CHECKPOINT_DEFAULTS)
+    checkpoint = with_defaults("checkpoint", section(config, "checkpoint", required=False),
+                               {**CHECKPOINT_DEFAULTS, "monitor": "val_loss" if split else "loss"})
     validation.non_negative_int("checkpoint.every_steps", checkpoint["every_steps"])
     validation.positive_int("checkpoint.keep", checkpoint["keep"])
-    model = build_model(_plain(config.model), info.num_classes)
-    optimizer = functools.partial(build_optimizer, _plain(config.optimizer))
+    _check_monitors(train, checkpoint, metric_names)
+    model = build_model(section(config, "model"), info.num_classes)
+    optimizer = functools.partial(build_optimizer, section(config, "optimizer"))
     optimizer(2**31 - 1)
-    loss_fn = build_loss(_plain(config.loss))
+    loss_fn = build_loss(section(config, "loss"))
     check_fit(model, loss_fn, info)  # a model that does not fit the data fails before any data is read
+    _check_per_example(train["per_example"], model, info)
     seed = config.get("seed", 0)
     validation.integer("seed", seed)
     return Experiment(model=model, loss=loss_fn, optimizer=optimizer, metrics=metric_names, data_spec=info,
@@ -227,3 +270,11 @@ def _check_train_options(train: dict) -> None:
     validation.non_negative_int("train.histogram_freq", train["histogram_freq"])
     for section in ("early_stopping", "reduce_lr_on_plateau"):
         validation.non_negative_int(f"train.{section}.patience", train[section]["patience"])
+
+
+def _check_per_example(options: dict, model: Layer, spec: data.DatasetSpec) -> None:
+    """`train.per_example`'s fields, and a model without batch statistics when it is on."""
+    from jaxnn.training.per_example import PerExample, refuse_model_state
+
+    if PerExample.from_options(options) is not None:
+        refuse_model_state(abstract_init(model, (None, *spec.input_shape))[2])

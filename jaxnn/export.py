@@ -34,13 +34,12 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.io import publish_dir
 from jaxnn.layers import Layer, is_shape
 
 FORMATS = ("stablehlo", "tf_saved_model")
@@ -64,10 +63,10 @@ def export(model, variables, path, *, format: str = "stablehlo", input_shape=Non
         raise ValueError(f"unknown export format {format!r}; allowed: {', '.join(FORMATS)}")
     path = os.fspath(path)
     _check_target(path, overwrite)
-    params, model_state = _split_variables(variables)
-    shapes = _example_shapes(model, input_shape)
+    params, model_state = split_variables(variables)
+    shapes = example_shapes(model, input_shape)
     inputs, poly_specs = _symbolic_inputs(shapes, _input_dtypes(dtype, shapes))
-    _check_variables(model, shapes, params, model_state)
+    check_variables(model, shapes, params, model_state)
 
     def infer(params, model_state, x):
         return model.apply(params, x, state=model_state, train=False)[0]
@@ -105,7 +104,7 @@ def _check_target(path: str, overwrite: bool):
         raise ValueError(f"export path {path} exists and is not empty; pass overwrite=True to replace it")
 
 
-def _split_variables(variables):
+def split_variables(variables):
     """(params, model_state) from a TrainState or a {"params", "model_state"} dict."""
     if hasattr(variables, "params") and hasattr(variables, "model_state"):
         return variables.params, variables.model_state
@@ -115,7 +114,7 @@ def _split_variables(variables):
     raise ValueError(f"variables must be a TrainState or a dict {{'params': ..., 'model_state': ...}}, got {got}")
 
 
-def _example_shapes(model, input_shape):
+def example_shapes(model, input_shape):
     """The shape(s) of one example: `input_shape` as given, else the graph model's declared one without batch."""
     if input_shape is None:
         declared = getattr(model, "input_shape", None)
@@ -167,7 +166,7 @@ def _symbolic_inputs(shapes, dtypes):
     return treedef.unflatten(structs), treedef.unflatten([f"({spec})" for spec in specs])
 
 
-def _check_variables(model, shapes, params, model_state):
+def check_variables(model, shapes, params, model_state):
     """Refuse variables whose tree or shapes differ from what `model.init` makes, naming the first difference."""
     full_shapes = jax.tree_util.tree_map(lambda s: (None, *s), shapes, is_leaf=is_shape)
     want_params, want_state = jax.eval_shape(lambda key: model.init(key, full_shapes)[1:], jax.random.key(0))
@@ -252,28 +251,12 @@ def _save_tf(infer, params, model_state, inputs, outputs, poly_specs, platforms,
 
 def _publish(path: str, overwrite: bool, write, metadata: dict):
     """Build the export in a temporary directory beside `path`, then rename it into place."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(path)}-")
-    old = staging + ".old"
-    try:
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a serving process may run as another user
+    def write_all(staging):
         write(staging)
         with open(os.path.join(staging, METADATA_FILE), "w") as f:
             json.dump(metadata, f, indent=2)
-        _check_target(path, overwrite)  # it may have appeared while this export was written
-        if os.path.lexists(path):
-            os.replace(path, old)  # an empty directory, or the export that overwrite replaces
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if os.path.lexists(old) and not os.path.lexists(path):
-            os.replace(old, path)
-        raise
-    if os.path.isdir(old) and not os.path.islink(old):
-        shutil.rmtree(old)
-    elif os.path.lexists(old):
-        os.unlink(old)
+
+    publish_dir(path, write_all, check=lambda: _check_target(path, overwrite))  # it may have appeared meanwhile
 
 
 def _jaxnn_version():

@@ -1,9 +1,11 @@
-"""Small file helpers: writes that readers never see half done, and file writing off the training thread."""
+"""Small file helpers: files and directories that readers never see half written, and writing off the training thread."""
 from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import tempfile
+from typing import Callable
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
@@ -48,3 +50,38 @@ class Background:
             if self._executor is not None:
                 self._executor.shutdown()
                 self._executor = None
+
+
+def publish_dir(path: str | os.PathLike, write: Callable[[str], None],
+                check: Callable[[], None] | None = None) -> str:
+    """Build a directory with `write(staging)` beside `path`, then rename it into place.
+
+    Readers see the old directory or the whole new one, never a part. An
+    existing `path` is moved aside and removed once the new one is in place,
+    or put back if anything fails; `check()` runs just before the swap (the
+    target may have changed while `write` ran). The new directory is readable
+    by all (a serving process may run as another user).
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(path)}-")
+    old = staging + ".old"
+    try:
+        os.chmod(staging, 0o755)
+        write(staging)
+        if check is not None:
+            check()
+        if os.path.lexists(path):
+            os.replace(path, old)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if os.path.lexists(old) and not os.path.lexists(path):
+            os.replace(old, path)
+        raise
+    if os.path.isdir(old) and not os.path.islink(old):
+        shutil.rmtree(old)
+    elif os.path.lexists(old):
+        os.unlink(old)
+    return path

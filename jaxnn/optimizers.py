@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 
 import jax
 import optax
@@ -94,16 +95,23 @@ def one_cycle(learning_rate: float, total_steps: int, transition_steps: int = 0,
 # Optimizer options that must be numbers in a range: the test and how an error states it.
 _UNIT = (lambda v: 0 <= v < 1, "a number in [0, 1)")
 _NON_NEGATIVE = (lambda v: v >= 0, "a non-negative number")
-_RANGES = {"learning_rate": (lambda v: v > 0, "a positive number"), "momentum": _UNIT, "beta_1": _UNIT,
-           "beta_2": _UNIT, "rho": (lambda v: 0 < v < 1, "a number in (0, 1)"), "epsilon": _NON_NEGATIVE,
-           "weight_decay": _NON_NEGATIVE}
+_POSITIVE = (lambda v: 0 < v < math.inf, "a positive finite number")
+_RANGES = {"learning_rate": _POSITIVE, "momentum": _UNIT, "beta_1": _UNIT, "beta_2": _UNIT,
+           "rho": (lambda v: 0 < v < 1, "a number in (0, 1)"), "epsilon": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE}
 
 
-def _check_values(name: str, options: dict) -> None:
-    """One line naming an optimizer option that is not a number in its range (a negative learning rate, say)."""
+# Schedule options that must be numbers in a range.
+_NON_NEGATIVE_FINITE = (lambda v: 0 <= v < math.inf, "a non-negative finite number")
+_SCHEDULE_RANGES = {"decay_rate": _POSITIVE, "init_value": _NON_NEGATIVE_FINITE, "end_value": _NON_NEGATIVE_FINITE,
+                    "pct_start": (lambda v: 0 < v < 1, "a number in (0, 1)"), "div_factor": _POSITIVE,
+                    "final_div_factor": _POSITIVE}
+
+
+def _check_values(name: str, options: dict, ranges: dict = _RANGES) -> None:
+    """One line naming an option that is not a number in its range (a negative learning rate, say)."""
     for field, value in options.items():
-        if field in _RANGES:
-            in_range, allowed = _RANGES[field]
+        if field in ranges:
+            in_range, allowed = ranges[field]
             validation.require(f"{name} {field}", value, validation.is_number(value) and in_range(value), allowed)
 
 
@@ -121,6 +129,10 @@ def schedule(name: str, learning_rate: float, total_steps: int = 1, **options) -
     for field in ("decay_steps", "transition_steps", "warmup_steps"):
         value = options.get(field, 0)
         validation.non_negative_int(f"schedule {field}", value)
+    _check_values(f"schedule {name}", {"learning_rate": learning_rate, **options}, {**_RANGES, **_SCHEDULE_RANGES})
+    if "staircase" in options:
+        validation.require(f"schedule {name} staircase", options["staircase"], isinstance(options["staircase"], bool),
+                           "True or False")
     return factory(learning_rate, max(int(total_steps), 1), **options)
 
 

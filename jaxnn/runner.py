@@ -6,6 +6,8 @@ where the task keeps a History, history.json.
 """
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from jaxnn.tasks import TASKS
@@ -15,12 +17,42 @@ from jaxnn.tasks.common import write_results
 __all__ = ["NonFiniteError", "run"]
 
 
+# What tasks write into a workdir as directories: a file in their place is refused before any work.
+OUTPUT_DIRS = ("checkpoints", "tensorboard", "samples")
+
+
+def check_workdir(workdir: str) -> None:
+    """`workdir` must be a directory we can write (or one we can make); checked without creating anything."""
+    path = os.path.abspath(os.fspath(workdir))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"workdir {workdir} is a file, not a directory: give a directory (it is made if missing)")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"workdir {workdir} cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"workdir {workdir} is not writable: {existing} is not writable by you; give a --workdir "
+                         "you can write to")
+    for name in OUTPUT_DIRS:
+        out = os.path.join(path, name)
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"{out} is a file where the run writes a directory: move it away or give another "
+                             "workdir")
+        if os.path.isdir(out) and not os.access(out, os.W_OK | os.X_OK):
+            raise ValueError(f"{out} is not writable by you; give a --workdir you can write to")
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> dict:
     """Run the task `config.task` names and write its results files; returns the results dict.
 
-    Raises ValueError for a bad config or a workdir of another run (nothing
-    written), `TrainingInterrupted` after a SIGTERM (a checkpoint saved) and
+    Raises ValueError for a bad config, a workdir that is a file or not
+    writable, or a workdir of another run (nothing written),
+    `TrainingInterrupted` after a SIGTERM (a checkpoint saved) and
     `NonFiniteError` when a classifier's loss or gradient went NaN/inf.
     """
+    check_workdir(workdir)
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ValueError(f"config must be an ml_collections.ConfigDict, got {type(config).__name__}")
     results, history = TASKS.get(config.get("task", "classify"))(config, workdir, print_fn=print_fn)
     return write_results(config, workdir, results, history, print_fn)

@@ -173,8 +173,9 @@ def test_named_optimizers_follow_kerass_update_rule_with_its_defaults(name, opti
 
 
 @pytest.mark.parametrize("name,options,message", [
-    ("adam", {"learning_rate": -0.1}, "adam learning_rate must be a positive number, got -0.1"),
-    ("sgd", {"learning_rate": "fast"}, "sgd learning_rate must be a positive number, got 'fast'"),
+    ("adam", {"learning_rate": -0.1}, "adam learning_rate must be a positive finite number, got -0.1"),
+    ("sgd", {"learning_rate": "fast"}, "sgd learning_rate must be a positive finite number, got 'fast'"),
+    ("sgd", {"learning_rate": float("inf")}, "sgd learning_rate must be a positive finite number, got inf"),
     ("sgd", {"momentum": 1.0}, r"sgd momentum must be a number in \[0, 1\), got 1.0"),
     ("rmsprop", {"rho": 0.0}, r"rmsprop rho must be a number in \(0, 1\), got 0.0"),
     ("adamw", {"weight_decay": -1e-4}, "adamw weight_decay must be a non-negative number, got -0.0001"),
@@ -182,3 +183,17 @@ def test_named_optimizers_follow_kerass_update_rule_with_its_defaults(name, opti
 def test_out_of_range_optimizer_values_are_refused_in_one_line(name, options, message):
     with pytest.raises(ValueError, match=message):
         optimizers.get(name, **options)
+
+
+@pytest.mark.parametrize("schedule,message", [
+    ({"name": "exponential_decay", "decay_rate": -0.5}, "schedule exponential_decay decay_rate must be a positive"),
+    ({"name": "exponential_decay", "decay_rate": "fast"}, "decay_rate must be a positive finite number, got 'fast'"),
+    ({"name": "step_decay", "staircase": "yes"}, "staircase must be True or False, got 'yes'"),
+    ({"name": "warmup_cosine", "end_value": -1.0}, "warmup_cosine end_value must be a non-negative finite number"),
+    ({"name": "warmup_cosine", "init_value": float("nan")}, "init_value must be a non-negative finite number"),
+    ({"name": "one_cycle", "pct_start": 1.5}, r"one_cycle pct_start must be a number in \(0, 1\), got 1.5"),
+    ({"name": "one_cycle", "div_factor": 0.0}, "div_factor must be a positive finite number, got 0.0"),
+])
+def test_out_of_range_schedule_values_are_refused_in_one_line(schedule, message):
+    with pytest.raises(ValueError, match=message):
+        optimizers.get("adam", schedule_options=schedule, total_steps=100)

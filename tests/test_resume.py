@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxnn.checkpoint import load_checkpoint
+from jaxnn.checkpoint import load_tree
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 56  # 2000 examples, 10% held out for validation, batches of 32
@@ -61,13 +61,13 @@ def _complete(step):
 
 
 def _saving_after(step):
-    return lambda d: d.is_dir() and any(p.name.startswith(".tmp-step_") and int(p.name[-9:]) > step
-                                        for p in d.iterdir())
+    """A step directory after `step` whose meta.json is not written yet: orbax is writing its arrays."""
+    return lambda d: d.is_dir() and any(p.name.startswith("step_") and int(p.name[-9:]) > step
+                                        and not (p / "meta.json").exists() for p in d.iterdir())
 
 
 def _final(workdir):
-    flat, _ = load_checkpoint(pathlib.Path(workdir) / "checkpoints" / "final")
-    return flat
+    return load_tree(pathlib.Path(workdir) / "checkpoints" / "final")
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +96,28 @@ def test_sigkill_then_resume_is_bit_identical(baseline, name, ready):
     assert json.loads((workdir / "history.json").read_text()) == json.loads(
         (baseline / "whole" / "history.json").read_text())
     assert not [p for p in (workdir / "checkpoints").iterdir() if p.name.startswith((".tmp-", ".trash-"))]
+
+
+@pytest.mark.parametrize("delay", [0, 3])
+def test_a_second_run_on_the_same_workdir_is_refused_in_one_line_and_the_first_is_unharmed(baseline, delay):
+    workdir = baseline / f"concurrent-{delay}"
+    runs = []
+    for _ in range(2):
+        runs.append(subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(baseline / "xla"),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        time.sleep(delay)
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    codes = [run.returncode for run in runs]
+    assert sorted(codes) == [0, 1], errors  # started together, either may win; 3 s apart, the first
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    assert delay == 0 or winner == 0
+    lines = errors[loser].strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"is in use by pid {runs[winner].pid}" in lines[0]
+    whole, again = _final(baseline / "whole"), _final(workdir)
+    assert all(whole[p].tobytes() == again[p].tobytes() for p in whole)
+    checkpoints = workdir / "checkpoints"
+    for step in sorted(p.name for p in checkpoints.iterdir() if p.name.startswith("step_")):
+        load_tree(checkpoints / step)  # every checkpoint left verifies
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_within_seconds(baseline):

@@ -7,7 +7,10 @@ as usual. Offline, TFDS would retry each download for minutes (urllib3 backoff
 over 10 retries), so the network is probed once first and an unreachable host
 fails at once with `DatasetUnavailableError`.
 
-TensorFlow is imported only when data is actually loaded, so `import jaxnn` stays fast.
+Image splits are read through TFDS once and then from a checked array cache
+beside the prepared files (`jaxnn.data.cache`), so a prepared, cached split
+loads without TensorFlow. TensorFlow is imported only to prepare a dataset, to
+fill the cache and to read text, so `import jaxnn` stays fast.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import os
 
 import numpy as np
 
-from jaxnn.data import text
+from jaxnn.data import cache, text
 from jaxnn.data.specs import (
     DEBIAN_FASHION_MNIST_DIR,
     FASHION_MNIST_DIR_ENV,
@@ -109,11 +112,28 @@ def _batches(name: str, split: str, data_dir: str | None, *, as_supervised: bool
     return list(tfds.as_numpy(dataset))
 
 
+def _cache_split(name: str, split: str, data_dir: str | None, arrays: dict[str, np.ndarray]) -> None:
+    """Cache a split just read through TFDS, if it is a real prepared one where `cache.read` will look."""
+    builder = _tfds().builder(name, data_dir=data_dir)
+    if (builder.is_prepared() and builder.info.splits[split].num_examples == len(arrays["labels"])  # not mock data
+            and os.path.dirname(os.path.dirname(builder.data_dir)) == cache.default_data_dir(data_dir)):
+        cache.write(name, split, builder.data_dir, arrays)
+
+
+def _decoded_images(name: str, split: str, data_dir: str | None) -> dict[str, np.ndarray]:
+    """Images and labels of an image split as TFDS decodes them, from the array cache if it is valid."""
+    arrays = cache.read(name, split, data_dir)
+    if arrays is None:
+        chunks = _batches(name, split, data_dir, as_supervised=True)
+        arrays = {"images": np.concatenate([chunk_images for chunk_images, _ in chunks]),
+                  "labels": np.concatenate([chunk_labels for _, chunk_labels in chunks])}
+        _cache_split(name, split, data_dir, arrays)
+    return arrays
+
+
 def _image_arrays(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    chunks = _batches(name, split, data_dir, as_supervised=True)
-    images = np.concatenate([chunk_images for chunk_images, _ in chunks])
-    labels = np.concatenate([chunk_labels for _, chunk_labels in chunks])
-    return np.divide(images, 255, dtype=np.float32), labels.astype(np.int32)
+    arrays = _decoded_images(name, split, data_dir)
+    return np.divide(arrays["images"], 255, dtype=np.float32), arrays["labels"].astype(np.int32)
 
 
 def read_texts(name: str, split: str, *, data_dir: str | None = None) -> tuple[list[str], np.ndarray]:

@@ -59,6 +59,7 @@ class Layer:
     trainable: bool = dataclasses.field(default=True, kw_only=True)
     supports_masking: ClassVar[bool] = False  # steps stay apart, so an input mask is also the output's
     takes_mask: ClassVar[bool] = False        # apply takes {"inputs": x, "mask": m} and uses the mask
+    takes_integers: ClassVar[bool] = False    # meant for integer inputs (ids), not only for floats
 
     def init(self, key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
         """Parameters and state for inputs of `input_shape`; returns the output shape too."""

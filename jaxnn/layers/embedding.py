@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,8 @@ class Embedding(Layer):
     skips the padding. Calling layers by hand, pass it yourself:
     `lstm.apply(p, {"inputs": vectors, "mask": embedding.compute_mask(ids)})`.
     """
+
+    takes_integers: ClassVar[bool] = True
 
     input_dim: int
     output_dim: int

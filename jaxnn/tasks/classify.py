@@ -6,8 +6,15 @@ and evaluates, writing into the workdir:
 
     checkpoints/step_<n>/   checkpoints for exact resume (last K plus the best)
     checkpoints/final/      the final parameters and model state
+    model/                  the whole model (`jaxnn.load_model`), with its config
+    confusion_matrix.png    test-set confusion matrix; per-class precision/recall/F1 go to results.json
+    errors.png              image datasets: the most confidently misclassified test images
     tensorboard/            event files: scalars per log interval and epoch, weight histograms
     history.csv, curves.png rewritten after each epoch
+    largest_gradients.json/.png   with train.per_example.list_largest = k: the k training examples with the
+                                  largest gradient norms (candidates for wrong labels)
+
+With DP-SGD (`train.per_example.noise_multiplier` > 0) the results get `privacy`: epsilon at delta.
 """
 from __future__ import annotations
 
@@ -19,12 +26,19 @@ import ml_collections
 
 from jaxnn.checkpoint import save_tree
 from jaxnn.config import Experiment, build, fingerprint
+from jaxnn.data.specs import IMAGE_DATASETS
+from jaxnn.data.splits import check_data_dir, split_size
 from jaxnn.models import summary
+from jaxnn.report import classification_report, plot_confusion_matrix, plot_errors
+from jaxnn.saving import save_model
 from jaxnn.tasks.common import TASKS
 from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, PlotHistory, ReduceLROnPlateau,
                                       TensorBoard, TerminateOnNaN)
 from jaxnn.training.guard import NonFiniteError
 from jaxnn.training.history import History
+from jaxnn.training.largest_gradients import largest_gradients, write_largest_gradients
+from jaxnn.training.per_example import PerExample
+from jaxnn.training.privacy import privacy_report
 from jaxnn.training.trainer import Trainer, split_sizes
 
 
@@ -33,7 +47,7 @@ def build_trainer(experiment: Experiment, total_steps: int) -> Trainer:
     train = experiment.train
     return Trainer(experiment.model, loss=experiment.loss, optimizer=experiment.optimizer(total_steps),
                    metrics=experiment.metrics, policy=train["precision"], accumulate_steps=train["accumulate_steps"],
-                   check_finite=train["check_finite"])
+                   check_finite=train["check_finite"], per_example=PerExample.from_options(train["per_example"]))
 
 
 def _callbacks(train: dict, workdir: str, checkpointer: ModelCheckpoint) -> list:
@@ -48,6 +62,27 @@ def _callbacks(train: dict, workdir: str, checkpointer: ModelCheckpoint) -> list
     return callbacks + [checkpointer]
 
 
+def check_splits(experiment: Experiment) -> int:
+    """The data location and split sizes against the batch size, from TFDS's metadata before any data is read;
+    returns the training split's size."""
+    ds, train = experiment.dataset, experiment.train
+    check_data_dir(ds.get("data_dir"))
+    sizes = {field: split_size(ds["name"], ds.get(field, default), ds.get("data_dir"), f"dataset.{field}")
+             for field, default in (("train_split", "train"), ("test_split", "test"))}
+    for field, size in sizes.items():
+        if not size:
+            raise ValueError(f"dataset.{field} {ds.get(field)!r} holds no examples")
+    num_train, num_val = split_sizes(sizes["train_split"], train["validation_split"])
+    if train["validation_split"] and not num_val:
+        raise ValueError(f"train.validation_split {train['validation_split']} of {sizes['train_split']} examples "
+                         "holds out none: raise it or set it to 0")
+    if num_train < train["batch_size"]:
+        left = " left after train.validation_split" if num_val else ""
+        raise ValueError(f"train.batch_size {train['batch_size']} is larger than the {num_train} training "
+                         f"examples{left}: give a batch size of at most {num_train}")
+    return sizes["train_split"]
+
+
 @TASKS.register("classify")
 def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> tuple[dict, History]:
     """Train and evaluate a classifier; returns the results (test metrics, sizes) and the History.
@@ -60,15 +95,20 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
 
     started = time.perf_counter()
     experiment = build(config)  # every config error surfaces here, before any I/O
+    check_splits(experiment)
     ckpt_cfg = experiment.checkpoint
     checkpointer = ModelCheckpoint(os.path.join(workdir, "checkpoints"), monitor=ckpt_cfg["monitor"] or None,
                                    every_steps=ckpt_cfg["every_steps"], keep=ckpt_cfg["keep"],
                                    fingerprint=fingerprint(config), print_fn=print_fn)
     checkpointer.check_compatible()  # another run's workdir is refused before anything is read or written
     ds = experiment.dataset
-    (x_train, y_train), (x_test, y_test) = data.load_splits(  # text: the vocabulary comes from the train split
-        ds["name"], (ds.get("train_split", "train"), ds.get("test_split", "test")), data_dir=ds.get("data_dir"),
-        **data.dataset_options(ds))
+    try:
+        (x_train, y_train), (x_test, y_test) = data.load_splits(  # text: the vocabulary comes from the train split
+            ds["name"], (ds.get("train_split", "train"), ds.get("test_split", "test")), data_dir=ds.get("data_dir"),
+            **data.dataset_options(ds))
+    except BaseException:
+        checkpointer.close()  # nothing but the lock was written: it goes, and the workdir is as it was
+        raise
 
     train = experiment.train
     steps_per_epoch = split_sizes(x_train.shape[0], train["validation_split"])[0] // train["batch_size"]
@@ -91,7 +131,40 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     results = {f"test_{k}": v for k, v in test.items()}
     results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 2),
                    train_examples=int(x_train.shape[0]), test_examples=int(x_test.shape[0]))
+    results.update(_report(config, experiment, trainer, state, x_test, y_test, workdir))
+    results.update(_per_example_results(trainer, state, experiment, x_train, y_train, workdir, print_fn))
     if ckpt_cfg["save_final"]:
-        save_tree(os.path.join(workdir, "checkpoints", "final"),
-                  {"params": state.params, "model_state": state.model_state})
+        variables = {"params": state.params, "model_state": state.model_state}
+        save_tree(os.path.join(workdir, "checkpoints", "final"), variables)
+        save_model(os.path.join(workdir, "model"), trainer.model, variables, input_shape=x_train.shape[1:],
+                   dtype=experiment.data_spec.input_dtype, config=config)
     return results, history
+
+
+def _report(config, experiment: Experiment, trainer: Trainer, state, x_test, y_test, workdir: str) -> dict:
+    """confusion_matrix.png and, for images, errors.png into `workdir`; returns the results' per-class entries."""
+    report = classification_report(trainer, state, x_test, y_test, experiment.data_spec.class_names,
+                                   from_logits=bool(config.loss.get("from_logits", False)),
+                                   batch_size=experiment.eval["batch_size"])
+    plot_confusion_matrix(report, os.path.join(workdir, "confusion_matrix.png"))
+    if experiment.dataset["name"] in IMAGE_DATASETS:
+        plot_errors(x_test, report, os.path.join(workdir, "errors.png"))
+    return {key: report[key] for key in ("per_class", "macro_avg", "confusion_matrix")}
+
+
+def _per_example_results(trainer, state, experiment: Experiment, x_train, y_train, workdir: str, print_fn) -> dict:
+    """With `train.per_example`: the privacy spent (DP-SGD) and the largest-gradient listing of the training part."""
+    train = experiment.train
+    options, out = train["per_example"], {}
+    num_train = split_sizes(x_train.shape[0], train["validation_split"])[0]
+    if options["noise_multiplier"]:
+        out["privacy"] = privacy_report(options["noise_multiplier"], train["batch_size"], num_train,
+                                        int(state.step), options["delta"] or None)
+        if print_fn is not None:
+            print_fn(f"privacy: epsilon {out['privacy']['epsilon']} at delta {out['privacy']['delta']:.3g}"
+                     + (f" ({out['privacy']['note']})" if "note" in out["privacy"] else ""))
+    if options["list_largest"]:
+        rows = largest_gradients(trainer, state, x_train[:num_train], y_train[:num_train], k=options["list_largest"])
+        images = x_train if experiment.dataset["name"] in IMAGE_DATASETS else None
+        write_largest_gradients(workdir, rows, images, experiment.data_spec.class_names)
+    return out

@@ -7,11 +7,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxnn import checkpoint as ckpt, validation
-from jaxnn.checkpoint_writer import shared_writer
-from jaxnn.io import Background
 from jaxnn.training.loop import Callback, Run
 from jaxnn.training.monitor import improved, resolve_mode
 
@@ -20,28 +17,23 @@ class ModelCheckpoint(Callback):
     """Checkpoints for exact resume: every `every_steps` steps and each epoch end, the last `keep` plus the best.
 
     A checkpoint holds the TrainState, the epoch's running statistics, the
-    position in the epoch, the History and every callback's state; on train
-    begin (with `restore`) the newest one that verifies is restored, so a
-    stopped run continues exactly where it was. `fingerprint` (plain JSON, e.g.
-    the config) must equal the checkpoint's, else the run is refused naming the
-    first differing field. `save_best_only` saves at epoch ends only, when
-    `monitor` improved. A non-finite run is never saved.
-
-    `writer` says where orbax writes: "process" (a child process shared by the
-    whole program, `jaxnn.checkpoint_writer`, so the writes never hold the
-    loop's GIL), "thread" (a thread of this process, as a multi-process run
-    needs for orbax's coordination), or "auto": "process" when this is the only
-    JAX process.
+    position in the epoch, the History and every callback's state, saved by
+    orbax from the devices (sharded: every process writes its own shards) while
+    training goes on. On train begin (with `restore`) the newest checkpoint
+    that verifies is restored onto this run's shardings, whatever mesh wrote
+    it, so a stopped run continues exactly where it was. `fingerprint` (plain
+    JSON, e.g. the config) must equal the checkpoint's, else the run is refused
+    naming the first differing field. `save_best_only` saves at epoch ends
+    only, when `monitor` improved. A state holding NaN/inf is never saved. The
+    directory is locked for this process from `check_compatible` or train
+    begin on (`close` releases it; exiting does too).
     """
 
     order = 100
 
     def __init__(self, directory: str | os.PathLike, *, monitor: str | None = "val_loss", mode: str = "auto",
                  save_best_only: bool = False, every_steps: int = 0, keep: int = 3, restore: bool = True,
-                 fingerprint: dict | None = None, print_fn: Callable[[str], None] | None = print,
-                 writer: str = "auto"):
-        if writer not in ("auto", "process", "thread"):
-            raise ValueError(f"writer must be 'auto', 'process' or 'thread', got {writer!r}")
+                 fingerprint: dict | None = None, print_fn: Callable[[str], None] | None = print):
         validation.integer("every_steps", every_steps, 0, "a non-negative integer (0: epoch ends only)")
         if save_best_only and monitor is None:
             raise ValueError("save_best_only needs a monitor")
@@ -49,20 +41,24 @@ class ModelCheckpoint(Callback):
         self.mode = resolve_mode(monitor, mode) if monitor else None
         self.manager = ckpt.CheckpointManager(directory, keep=keep, best_mode=self.mode)
         self.restore, self.fingerprint, self.print_fn = restore, fingerprint, print_fn
-        self.writer = writer
-        self._io = Background()
 
     def check_compatible(self) -> None:
-        """Refuse (CheckpointMismatchError) if the newest checkpoint's fingerprint differs; reads metadata only."""
+        """Take the directory's lock, then refuse (CheckpointMismatchError) if the newest checkpoint whose
+        metadata verifies has another fingerprint; reads metadata only, and writes nothing before it passes."""
+        self.manager.lock(claim=False)
         meta = self.manager.latest_meta()
         if meta is not None:
-            self._check_fingerprint(meta)
+            try:
+                self._check_fingerprint(meta)
+            except ckpt.CheckpointMismatchError:
+                self.manager.close()
+                raise
+        self.manager.lock()
 
     def _check_fingerprint(self, meta: dict) -> None:
         if self.fingerprint is None:
             return
-        saved = meta.get("fingerprint")
-        field = _first_difference(saved, self.fingerprint)
+        field = _first_difference(meta.get("fingerprint"), self.fingerprint)
         if field is not None:
             path, old, new = field
             raise ckpt.CheckpointMismatchError(
@@ -71,6 +67,7 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, run):
         self.best = None
+        self.manager.lock()
         if not self.restore:
             return
         where = f"checkpoint in {self.manager.directory}"
@@ -81,7 +78,7 @@ class ModelCheckpoint(Callback):
             ckpt.check_structure(spec, run.state, "state/", where)
             ckpt.check_structure(spec, run.totals, "totals/", where)
 
-        restored = self.manager.restore(validate)
+        restored = self.manager.restore(_placement(run), validate)
         if restored is None:
             return
         flat, meta = restored
@@ -101,35 +98,31 @@ class ModelCheckpoint(Callback):
                           f"step {run.position} of {run.steps_per_epoch} in the epoch (global step {run.step})")
 
     def save(self, run: Run, metric: float | None = None) -> str | None:
-        """Checkpoint the run now (skipped, with a warning, if it is no longer finite).
+        """Checkpoint the run now (skipped, with a warning, if the run or the state to save is not finite).
 
-        The arrays are copied to the host here (the step donates their device
-        buffers); writing them happens in the background (see `writer`),
-        finished before the next save and at the end of training.
+        Returns once the arrays are copied off the devices (the step donates
+        their buffers); orbax writes them in the background, committed before
+        the next save and at the end of training.
         """
         found = run.find_nonfinite()
         if found is not None:
             warnings.warn(f"checkpoint at step {run.step} skipped: {found}", RuntimeWarning, stacklevel=2)
             return None
         named = run.named_callbacks()
-        callback_arrays = {name: a for name, cb in named.items() if (a := cb.arrays(run)) is not None}
         epoch, position = run.resume_point()
         meta = {"epoch": epoch, "position": position, "stop_training": run.stop_training, "best": self.best,
                 "history": {"history": run.history.history, "epoch": run.history.epoch},
                 "callbacks": {name: cb.state_dict(run) for name, cb in named.items()},
                 "fingerprint": self.fingerprint}
-        if run.epoch_done:  # the resume point is the next epoch's start, whose running totals are zero
-            spec = ckpt.tree_spec(run.totals, "totals/")
-            totals = {p: np.zeros(shape, jnp.dtype(dtype)) for p, (shape, dtype) in spec.items()}
-        else:
-            totals = ckpt.flatten(run.totals, "totals/")
-        state = {f"state/{p}": a for p, a in run.host_state().items()}
-        flat = {**ckpt.flatten({"callbacks": callback_arrays}), **state, **totals}  # flatten's (sorted) order
-        if self.writer == "process" or (self.writer == "auto" and jax.process_count() == 1):
-            self._io.submit(shared_writer().save, self.manager, run.step, flat, meta, metric)
-        else:
-            self._io.submit(self.manager.save, run.step, flat, meta, metric)
-        run.last_checkpoint = self.manager.path(run.step)
+        # At an epoch end the resume point is the next epoch's start, whose running totals are zero.
+        totals = jax.tree_util.tree_map(jnp.zeros_like, run.totals) if run.epoch_done else run.totals
+        tree = {"callbacks": {name: a for name, cb in named.items() if (a := cb.arrays(run)) is not None},
+                "state": run.state, "totals": totals}
+        try:
+            run.last_checkpoint = self.manager.save(run.step, tree, meta, metric)
+        except ckpt.NonFiniteStateError as e:
+            warnings.warn(f"checkpoint at step {run.step} skipped: {e}", RuntimeWarning, stacklevel=2)
+            return None
         return run.last_checkpoint
 
     def on_step_end(self, run, step):
@@ -147,10 +140,38 @@ class ModelCheckpoint(Callback):
 
     def on_interrupt(self, run):
         self.save(run)
-        self._io.wait()
+        self.manager.wait()
 
     def on_train_end(self, run):
-        self._io.close()
+        self.manager.wait()
+
+    def close(self) -> None:
+        """Finish the pending save and release the directory's lock."""
+        self.manager.close()
+
+
+def _placement(run: Run):
+    """Where each saved array goes: a state or totals leaf onto the live leaf's sharding; a callback's array
+    (EarlyStopping's best weights mirror the parameters) onto the sharding of the state leaf with its path,
+    else replicated over the state's mesh."""
+    live = {**ckpt.targets(run.state, "state/"), **ckpt.targets(run.totals, "totals/")}
+    some = next(iter(live.values()), None)
+    mesh = getattr(getattr(some, "sharding", None), "mesh", None)
+
+    def where(entry):
+        if entry["path"] in live:
+            return live[entry["path"]]
+        rest = entry["path"].split("/", 2)[-1]  # callbacks/<name>/<path>
+        mirror = live.get(f"state/{rest}")
+        if mirror is not None and tuple(mirror.shape) == tuple(entry["shape"]):
+            sharding = mirror.sharding
+        elif mesh is not None:
+            sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        else:
+            sharding = some.sharding if some is not None else None
+        return ckpt.target(jax.ShapeDtypeStruct(entry["shape"], entry["dtype"], sharding=sharding))
+
+    return where
 
 
 def _first_difference(old, new, path: str = ""):

@@ -48,11 +48,12 @@ MAX_STEPS_IN_FLIGHT = 2
 
 
 class TrainingInterrupted(RuntimeError):
-    """fit stopped on SIGTERM after saving a checkpoint; `.state` and `.history` are the run's at that point."""
+    """fit stopped on SIGTERM or Ctrl-C after saving a checkpoint; `.state` and `.history` are the run's at that
+    point, `.signum` the signal."""
 
-    def __init__(self, message: str, state, history):
+    def __init__(self, message: str, state, history, signum: int = signal.SIGTERM):
         super().__init__(message)
-        self.state, self.history = state, history
+        self.state, self.history, self.signum = state, history, signum
 
 
 @dataclasses.dataclass
@@ -221,22 +222,35 @@ class StepsInFlight:
 
 
 class SigtermFlag:
-    """Within the block, SIGTERM only sets `requested` (checked between steps); the old handler comes back after."""
+    """Within the block, SIGTERM and Ctrl-C (SIGINT) only set `requested` and `signum` (checked between steps);
+    a repeated signal changes nothing, so the save it leads to completes. The old handlers come back after.
 
-    requested = False
+    A stop signal that arrived before the block (`SigtermFlag.pending`, set by train.py's own handler, whose
+    exception Python may have dropped inside a garbage-collector callback) counts as requested at once.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    pending: int | None = None
 
     def __enter__(self):
-        self._old = None
+        self.signum = SigtermFlag.pending
+        self.requested = self.signum is not None
+        self._old = {}
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
         self.requested = True
+        self.signum = self.signum or signum
+
+    @property
+    def name(self) -> str:
+        return {signal.SIGINT: "Ctrl-C (SIGINT)"}.get(self.signum, signal.Signals(self.signum).name)
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
 
 
 def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequence, validate: Callable | None,
@@ -271,13 +285,13 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
             run.totals = zero_totals(run.state)
         if sigterm.requested:
             run.call("on_interrupt")
-            run.stop_reason = (f"Stopped by SIGTERM at step {run.step} (epoch {run.epoch + 1}, step {run.position} "
-                               f"of {run.steps_per_epoch}); " + (f"checkpoint saved to {run.last_checkpoint}"
-                                                                 if run.last_checkpoint else "no checkpoint was saved"))
+            saved = f"checkpoint saved to {run.last_checkpoint}" if run.last_checkpoint else "no checkpoint was saved"
+            run.stop_reason = (f"Stopped by {sigterm.name} at step {run.step} (epoch {run.epoch + 1}, "
+                               f"step {run.position} of {run.steps_per_epoch}); {saved}")
         run.history.stop_reason, run.history.nonfinite = run.stop_reason, run.nonfinite
         run.call("on_train_end")
     if sigterm.requested:
-        raise TrainingInterrupted(run.stop_reason, run.state, run.history)
+        raise TrainingInterrupted(run.stop_reason, run.state, run.history, sigterm.signum)
 
 
 def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, sigterm) -> None:

@@ -8,8 +8,9 @@ import flax.struct
 import jax
 import optax
 
-# Independent random streams derived from the one base key in the state.
-STEP_STREAM, SHUFFLE_STREAM = 0, 1
+# Independent random streams derived from the one base key in the state
+# (NOISE_STREAM: the per-example gradient noise of DP-SGD, so that it leaves the other draws unchanged).
+STEP_STREAM, SHUFFLE_STREAM, NOISE_STREAM = 0, 1, 2
 
 
 @flax.struct.dataclass

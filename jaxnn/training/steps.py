@@ -14,6 +14,10 @@ Options of the train step, all inside the one compiled function:
 - `check_finite`: the step also returns `stats["nonfinite"]` (`loss`: bool,
   `grads`: one bool per parameter array) and applies no update when anything
   is NaN or inf, so the state stays the last good one.
+- `per_example` (a `per_example.PerExample`): one gradient per example, clipped,
+  summed and noised (DP-SGD), and/or a histogram of their norms in
+  `stats["grad_norm"]`. With accumulation each micro-batch's clipped sum is
+  accumulated and the noise added once.
 """
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ import optax
 from jaxnn.layers.base import Layer
 from jaxnn.losses import reduce
 from jaxnn.metrics import Mean
+from jaxnn.training import per_example as per_example_lib
 from jaxnn.training.precision import get_policy
-from jaxnn.training.state import TrainState
+from jaxnn.training.state import NOISE_STREAM, TrainState, derive_key
 
 LossFn = Callable  # (targets, preds) -> per-example losses
 
@@ -52,6 +57,27 @@ def forward(model: Layer, policy, params, inputs, model_state, key, train):
     return policy.cast_to_output(preds), new_state
 
 
+def example_gradients(model: Layer, loss_fn: LossFn, params, model_state, batch: dict, *, policy="float32",
+                      keys=None, train: bool = False, scale=None):
+    """The gradient of each example's loss (times its weight, and `scale`): `params`' pytree with a leading
+    example axis, by `jax.vmap(jax.grad(...))` over the batch; and the predictions.
+
+    `keys` holds one PRNG key per example (train-mode randomness such as Dropout), or is None.
+    """
+    policy = get_policy(policy)
+
+    def example_loss(params, example, key):
+        one = jax.tree_util.tree_map(lambda a: a[None], example)
+        preds, _ = forward(model, policy, params, one["inputs"], model_state, key, train)
+        loss = loss_fn(one["targets"], preds)[0]
+        if "weights" in example:
+            loss = loss * example["weights"]
+        return (loss if scale is None else loss * scale), jax.tree_util.tree_map(lambda p: p[0], preds)
+
+    return jax.vmap(jax.grad(example_loss, has_aux=True), in_axes=(None, 0, None if keys is None else 0))(
+        params, batch, keys)
+
+
 def _split_micro_batches(batch: dict, k: int) -> dict:
     def split(a):
         if a.shape[0] % k:
@@ -62,7 +88,8 @@ def _split_micro_batches(batch: dict, k: int) -> dict:
 
 
 def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformation, metrics: Sequence = (), *,
-                    policy="float32", accumulate_steps: int = 1, check_finite: bool = False) -> Callable:
+                    policy="float32", accumulate_steps: int = 1, check_finite: bool = False,
+                    per_example: per_example_lib.PerExample | None = None) -> Callable:
     """The pure (un-jitted) train step `(state, batch, enabled=True) -> (state, stats)`.
 
     `enabled=False` (a traced bool) makes the step leave the state unchanged
@@ -86,13 +113,32 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
                 loss = loss * scale
             return loss, (new_model_state, batch_stats(loss_fn, metrics, micro, preds, per_example))
 
-        grad_fn = jax.grad(objective, has_aux=True)
-        if accumulate_steps == 1:
-            grads, (model_state, stats) = grad_fn(state.params, state.model_state, batch, state.step_key(), None)
-        else:
-            weights = batch.get("weights")
+        def example_grad_fn(params, model_state, micro, key, total_weight):
+            """`grad_fn` from per-example gradients: their clipped sum over `total_weight`, and their norms."""
+            size = jax.tree_util.tree_leaves(micro["targets"])[0].shape[0]
+            # Loss scaling at the magnitude of the plain step's (a batch-mean share), then removed: true norms.
+            example_scale = None if scale is None else scale / size
+            grads, preds = example_gradients(model, loss_fn, params, model_state, micro, policy=policy,
+                                             keys=jax.random.split(key, size), train=True, scale=example_scale)
+            if scale is not None:
+                grads = jax.tree_util.tree_map(lambda g: g / example_scale, grads)
+            norms = per_example_lib.example_norms(grads)
+            summed = per_example_lib.clipped_sum(grads, norms, per_example.clip_norm or None)
+            stats = batch_stats(loss_fn, metrics, micro, preds)
+            if per_example.quantiles:
+                stats[per_example_lib.HISTOGRAM_KEY] = per_example_lib.norm_histogram(norms, micro.get("weights"))
+            return jax.tree_util.tree_map(lambda g: g / total_weight, summed), (model_state, stats)
+
+        grad_fn = jax.grad(objective, has_aux=True) if per_example is None else example_grad_fn
+        weights = batch.get("weights")
+        total_weight = None
+        if accumulate_steps > 1 or per_example is not None:
             total_weight = (jnp.asarray(jax.tree_util.tree_leaves(batch["targets"])[0].shape[0], jnp.float32)
                             if weights is None else jnp.sum(weights))
+        if accumulate_steps == 1:
+            grads, (model_state, stats) = grad_fn(state.params, state.model_state, batch, state.step_key(),
+                                                  total_weight)
+        else:
             micro_batches = _split_micro_batches(batch, accumulate_steps)
             keys = jax.random.split(state.step_key(), accumulate_steps)
 
@@ -110,11 +156,18 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
             zero_stats = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), stats_shape)
             (grads, model_state, stats), _ = jax.lax.scan(
                 accumulate, (zero_grads, state.model_state, zero_stats), (micro_batches, keys))
-        if scale is not None:
-            grads = jax.tree_util.tree_map(lambda g: g / scale, grads)
+        if per_example is None:
+            if scale is not None:
+                grads = jax.tree_util.tree_map(lambda g: g / scale, grads)
+        elif per_example.noise_multiplier:  # once per step, from its own stream: other draws stay as they were
+            noise = per_example_lib.gaussian_noise(derive_key(state.key, NOISE_STREAM, state.step), grads,
+                                                   per_example.noise_multiplier * per_example.clip_norm)
+            grads = jax.tree_util.tree_map(lambda g, z: g + z / total_weight, grads, noise)
         return grads, model_state, stats
 
     def train_step(state: TrainState, batch: dict, enabled=True):
+        if per_example is not None:
+            per_example_lib.refuse_model_state(state.model_state)
         grads, model_state, stats = gradients(state, batch)
         ok = jnp.asarray(enabled)
         gated = check_finite or policy.loss_scaling or enabled is not True
@@ -163,4 +216,6 @@ def results(metrics: Sequence, stats: dict) -> dict[str, float]:
     out = {"loss": float(Mean().result(stats["loss"]))}
     for metric in metrics:
         out[metric.name] = float(metric.result(stats[metric.name]))
+    if per_example_lib.HISTOGRAM_KEY in stats:
+        out.update(per_example_lib.norm_quantiles(stats[per_example_lib.HISTOGRAM_KEY]))
     return out

@@ -11,8 +11,10 @@ batches are cut inside the compiled step, so a step moves no data from the host.
 
 Options: `policy` (mixed precision: "float32", "mixed_bfloat16",
 "mixed_float16"), `accumulate_steps` (gradients of k micro-batches summed in
-one step) and `check_finite` (NaN/inf in the loss or a gradient stops the run
-at that step, naming the first bad parameter, with the last good parameters).
+one step), `check_finite` (NaN/inf in the loss or a gradient stops the run
+at that step, naming the first bad parameter, with the last good parameters)
+and `per_example` (`PerExample` or its fields as a dict: per-example gradients
+clipped and noised for DP-SGD, and/or their norm quantiles in the History).
 Pass `ModelCheckpoint(dir)` to `fit` for checkpoints and exact resume; a
 SIGTERM during `fit` saves a checkpoint and raises `TrainingInterrupted`.
 Layers built with `trainable=False` get zero updates (an `optax.multi_transform`
@@ -37,7 +39,10 @@ from jaxnn.models.children import has_frozen, trainable_mask
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
+from jaxnn.training.inputs import check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, fit_loop
+from jaxnn.training.per_example import (HISTOGRAM_KEY, PerExample, as_per_example, refuse_model_state,
+                                        zero_histogram)
 from jaxnn.training.precision import LossScale, get_policy
 from jaxnn.training.state import TrainState
 from jaxnn.training.steps import forward, make_eval_step, make_train_step, results
@@ -102,6 +107,7 @@ class Trainer:
     policy: str = "float32"
     accumulate_steps: int = 1
     check_finite: bool = False
+    per_example: PerExample | dict | None = None
 
     def __post_init__(self):
         if not isinstance(self.model, Layer):
@@ -109,6 +115,7 @@ class Trainer:
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "policy", get_policy(self.policy))
         validation.positive_int("accumulate_steps", self.accumulate_steps)
+        object.__setattr__(self, "per_example", as_per_example(self.per_example))
         self.loss_fn, self.tx, self.metric_objects  # resolve names now: a bad one fails here
 
     @functools.cached_property
@@ -144,7 +151,8 @@ class Trainer:
     # -- pure steps ---------------------------------------------------------------
     def _make_train_step(self):
         return make_train_step(self.model, self.loss_fn, self.tx, self.metric_objects, policy=self.policy,
-                               accumulate_steps=self.accumulate_steps, check_finite=self.check_finite)
+                               accumulate_steps=self.accumulate_steps, check_finite=self.check_finite,
+                               per_example=self.per_example)
 
     def _make_eval_step(self):
         return make_eval_step(self.model, self.loss_fn, self.metric_objects, policy=self.policy)
@@ -202,6 +210,8 @@ class Trainer:
         init_key, state_key = jax.random.split(key)
         full_shape = jax.tree_util.tree_map(lambda s: (None, *as_shape(s)), input_shape, is_leaf=is_shape)
         _, params, model_state = self.model.init(init_key, full_shape)
+        if self.per_example is not None:
+            refuse_model_state(model_state)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                           opt_state=self.tx.init(params), key=state_key,
                           loss_scale=LossScale.create() if self.policy.loss_scaling else None)
@@ -219,6 +229,7 @@ class Trainer:
     def check_data(self, state: TrainState, x, y) -> int:
         """Validate inputs and targets against the model before any step; returns the example count."""
         n = _num_examples((x, y))
+        check_inputs(self.model, x)
         out = self.output_spec(state, x)
         if not isinstance(out, jax.ShapeDtypeStruct):  # several outputs: the loss checks targets per output
             spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), np.asarray(a).dtype), y)
@@ -237,20 +248,17 @@ class Trainer:
         if not per_example.shape or per_example.shape[0] != out.shape[0]:
             raise ValueError(f"the loss must return one value per example, shape (batch,), got {per_example.shape} "
                              f"for a batch of {out.shape[0]}")
-        if np.issubdtype(y.dtype, np.integer) and out.shape[-1] > 1 and y.ndim == len(out.shape) - 1:
-            bad = y[(y < 0) | (y >= out.shape[-1])]
-            if bad.size:
-                raise ValueError(
-                    f"labels must be in [0, {out.shape[-1]}) for a model with {out.shape[-1]} outputs, "
-                    f"found {sorted(set(bad.tolist()))[:5]}"
-                )
+        check_labels(y, sparse=out.shape[-1] > 1 and y.ndim == len(out.shape) - 1, num_classes=out.shape[-1])
         return n
 
     # -- loops --------------------------------------------------------------------
-    def _zero_stats(self, state, data, batch_size):
+    def _zero_stats(self, state, data, batch_size, train=False):
         batch = _slice_batch(data, 0, batch_size)
         shapes = jax.eval_shape(self._make_eval_step(), state.params, state.model_state, batch)
-        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        if train and self.per_example is not None and self.per_example.quantiles:
+            zeros[HISTOGRAM_KEY] = zero_histogram()
+        return zeros
 
     def _padded(self, x, y, batch_size):
         """Host arrays padded to whole batches, with weights 1 for real examples and 0 for padding."""
@@ -281,6 +289,7 @@ class Trainer:
         """Model outputs for every example of `x` (probabilities if the model ends in softmax)."""
         batch_size = validation.positive_int("batch_size", batch_size)
         _check_live(state)
+        check_inputs(self.model, x)
         self.output_spec(state, x)
         data, n, num_batches = self._padded(x, None, batch_size)
         outs = [self._predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size=batch_size)
@@ -342,7 +351,7 @@ class Trainer:
                              f"keras.callbacks.Callback), got {type(bad[0]).__name__}")
         callbacks = sorted(([ProgressLogger()] if verbose else []) + list(callbacks), key=lambda cb: cb.order)
         run = Run(state=state, history=History(), epochs=epochs, steps_per_epoch=n // batch_size,
-                  epoch=initial_epoch, step=int(state.step), totals=self._zero_stats(state, data, batch_size),
+                  epoch=initial_epoch, step=int(state.step), totals=self._zero_stats(state, data, batch_size, True),
                   guard=fresh_guard(state.params) if self.check_finite else {}, callbacks=callbacks,
                   log_keys=self._log_keys(state, validation_data is not None))
 
@@ -352,15 +361,16 @@ class Trainer:
         def validate(state):
             return self._evaluate_padded(state, val_data, val_batches, batch_size)
 
-        fit_loop(run, step, lambda state: self._zero_stats(state, data, batch_size), metrics=self.metric_objects,
-                 validate=validate if validation_data is not None else None, num_examples=n, shuffle=shuffle,
-                 log_every_steps=log_every_steps)
+        fit_loop(run, step, lambda state: self._zero_stats(state, data, batch_size, True),
+                 metrics=self.metric_objects, validate=validate if validation_data is not None else None,
+                 num_examples=n, shuffle=shuffle, log_every_steps=log_every_steps)
         return run.state, run.history
 
     def _log_keys(self, state, validation: bool) -> tuple[str, ...]:
         keys = ("loss", *(m.name for m in self.metric_objects))
         lr = ("lr",) if optimizers.learning_rate(state.opt_state) is not None else ()
-        return keys + (tuple(f"val_{k}" for k in keys) if validation else ()) + lr
+        norms = self.per_example.log_keys if self.per_example is not None else ()
+        return keys + (tuple(f"val_{k}" for k in keys) if validation else ()) + norms + lr
 
 
 def _example_weights(y, n: int, sample_weight, class_weight) -> np.ndarray | None:

@@ -1,4 +1,4 @@
-"""jaxnn.data: offline Fashion-MNIST through TFDS equals the raw IDX files; loading, mocking and every error path."""
+"""jaxnn.data: offline Fashion-MNIST through TFDS equals the raw IDX files; the array cache; loading, mocking, errors."""
 import gzip
 import os
 import shutil
@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxnn import data
-from jaxnn.data import specs
+from jaxnn.data import cache, specs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}
@@ -102,6 +102,47 @@ def test_split_slicing_and_no_sources_needed_once_prepared(prepared, offline, mo
     np.testing.assert_array_equal(labels, arrays["train"][1][:1000])
 
 
+def test_first_read_fills_a_cache_equal_to_tfds(prepared):
+    data_dir, arrays = prepared
+    for split in SPLIT_SIZES:
+        cached = cache.read("fashion_mnist", split, data_dir)
+        reference = tfds.as_numpy(tfds.load("fashion_mnist", split=split, data_dir=data_dir, batch_size=-1,
+                                            as_supervised=True))
+        np.testing.assert_array_equal(cached["images"], reference[0])
+        np.testing.assert_array_equal(cached["labels"], reference[1])
+        images, labels = data.load_arrays("fashion_mnist", split, data_dir=data_dir)  # now from the cache
+        np.testing.assert_array_equal(images, arrays[split][0])
+        np.testing.assert_array_equal(labels, arrays[split][1])
+        assert images.dtype == np.float32 and labels.dtype == np.int32
+
+
+def test_cached_split_loads_without_tensorflow(prepared):
+    data_dir, arrays = prepared
+    code = ("import sys; from jaxnn import data; x, y = data.load_arrays('fashion_mnist', 'test', data_dir=sys.argv[1]); "
+            "assert not {'tensorflow', 'tensorflow_datasets'} & set(sys.modules), 'TensorFlow imported'; "
+            "print(float(x.sum()), int(y.sum()))")
+    out = subprocess.run([sys.executable, "-c", code, data_dir], cwd=REPO_ROOT, check=True, capture_output=True,
+                         text=True).stdout.split()
+    assert float(out[0]) == float(arrays["test"][0].sum()) and int(out[1]) == int(arrays["test"][1].sum())
+
+
+def test_corrupt_cache_is_rebuilt_from_tfds(prepared):
+    data_dir, arrays = prepared
+    [version] = os.listdir(os.path.join(data_dir, "fashion_mnist"))
+    path = os.path.join(data_dir, "fashion_mnist", version, cache.CACHE_DIR, "test.images.npy")
+    with open(path, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 0xFF]))
+    with pytest.warns(cache.StaleCacheWarning, match="does not match its recorded shape, dtype and sha256"):
+        images, labels = data.load_arrays("fashion_mnist", "test", data_dir=data_dir)
+    np.testing.assert_array_equal(images, arrays["test"][0])
+    np.testing.assert_array_equal(labels, arrays["test"][1])
+    np.testing.assert_array_equal(cache.read("fashion_mnist", "test", data_dir)["images"],  # rebuilt, valid again
+                                  np.rint(arrays["test"][0] * 255).astype(np.uint8))
+
+
 def test_failed_preparation_leaves_nothing_loadable(offline, monkeypatch, tmp_path):
     if not os.path.isdir(specs.DEBIAN_FASHION_MNIST_DIR):
         pytest.skip(f"Debian's dataset-fashion-mnist is not installed in {specs.DEBIAN_FASHION_MNIST_DIR}")
@@ -126,6 +167,7 @@ def test_mock_data_through_load_arrays(offline, tmp_path):
     assert labels.shape == (7,) and labels.dtype == np.int32
     assert 0.0 <= images.min() and images.max() <= 1.0
     assert 0 <= labels.min() and labels.max() < 10
+    assert cache.read("mnist", "train", str(tmp_path)) is None  # mock data is never cached
 
 
 @pytest.mark.parametrize("call", [lambda: data.load_arrays("cifar11", "train"), lambda: data.dataset_info("cifar11")])

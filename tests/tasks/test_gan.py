@@ -47,7 +47,7 @@ def copy(tree):
 def written_out_step(gan, state, real):
     """The step by hand: both SGD(0.1) updates and the metrics, from the documented key derivation."""
     z1, z2 = (jax.random.normal(k, (BATCH, LATENT))
-              for k in jax.random.split(derive_key(state.key, STEP_STREAM, 0), 6)[:2])
+              for k in jax.random.split(derive_key(state.key, STEP_STREAM, state.step), 6)[:2])
     g, d = state.generator, state.discriminator
     gen = lambda p, s, z: gan.generator.apply(p, z, state=s, train=True)
     disc = lambda p, x: gan.discriminator.apply(p, x, train=True)[0]
@@ -63,10 +63,12 @@ def written_out_step(gan, state, real):
                         "d_fake": jnp.mean(jax.nn.sigmoid(disc(d.params, fake)))}}
 
 
-def test_step_matches_the_written_out_alternating_updates():
-    """D: one SGD step on -log D(x) - log(1 - D(G(z1))); then G: one SGD step on -log D'(G(z2)) with the new D'."""
+@pytest.mark.parametrize("step", [0, 5])
+def test_step_matches_the_written_out_alternating_updates(step):
+    """D: one SGD step on -log D(x) - log(1 - D(G(z1))); then G: one SGD step on -log D'(G(z2)) with the new D';
+    the latent vectors come from the key of the state's step (step 5: a key that ignored the step fails)."""
     gan = tiny_gan()
-    state, real = gan.init(jax.random.key(0), SHAPE), real_batch()
+    state, real = gan.init(jax.random.key(0), SHAPE).replace(step=jnp.asarray(step, jnp.int32)), real_batch()
     new, metrics = jax.jit(gan.step)(state, real)
 
     reference = jax.jit(written_out_step, static_argnums=0)(gan, state, real)
@@ -76,7 +78,7 @@ def test_step_matches_the_written_out_alternating_updates():
     close(new.generator.params, reference["g_params"])
     close(new.generator.model_state, reference["g_state"])
     close(metrics, reference["metrics"])
-    assert int(new.step) == 1
+    assert int(new.step) == step + 1
 
 
 @pytest.mark.parametrize("frozen_side", ["generator", "discriminator"])
@@ -110,6 +112,25 @@ def test_step_is_pure_compiles_once_and_donates_its_state():
     assert old.generator.params["dense"]["kernel"].is_deleted()       # the input state was donated
     assert all(np.isfinite(v) for m in losses for v in m.values())
     assert int(state.step) == 4
+
+
+def gan_visit_orders(seed: int, epochs: int = 3, n: int = 24) -> np.ndarray:
+    """The image ids GAN.fit trains on, in order, per epoch (image i is filled with the value i / n)."""
+    gan = tiny_gan()
+    images = (np.arange(n, dtype=np.float32)[:, None, None, None] / n * np.ones((1, *SHAPE), np.float32))
+    real_step, seen = gan.train_step, []
+
+    def recording_step(state, batch):
+        seen.append(np.rint(np.asarray(batch)[:, 0, 0, 0] * n).astype(int))
+        return real_step(state, batch)
+
+    gan.__dict__["train_step"] = recording_step  # the cached property, replaced on this instance only
+    gan.fit(gan.init(jax.random.key(seed), SHAPE), images, epochs=epochs, batch_size=BATCH)
+    return np.concatenate(seen).reshape(epochs, n)
+
+
+def test_fit_visits_every_image_once_per_epoch_in_a_new_order_fixed_by_the_seed(check_epoch_orders):
+    check_epoch_orders(lambda seed: gan_visit_orders(seed=seed))
 
 
 def test_fit_shuffles_per_epoch_and_returns_epoch_means():

@@ -1,8 +1,9 @@
 """ModelCheckpoint: exact resume after a SIGTERM at several points, refusing another model's or run's
-checkpoints, save_best_only, reuse across fits, and one host copy of the state shared with TensorBoard."""
+checkpoints, save_best_only, reuse across fits, and the saved state bit for bit."""
 import os
 import signal
 
+import jax
 import numpy as np
 import pytest
 from fit_helpers import blobs, classifier, fit, params, scripted
@@ -14,24 +15,20 @@ from jaxnn.training.checkpointing import ModelCheckpoint
 from jaxnn.training.loop import TrainingInterrupted
 
 
-def test_tensorboard_and_checkpoints_share_one_host_copy_of_the_state_per_epoch_end(tmp_path, monkeypatch):
-    copies, flatten = [], ckpt.flatten
-
-    def counting(tree, prefix=""):
-        copies.extend([tree] if hasattr(tree, "opt_state") else [])
-        return flatten(tree, prefix)
-
-    monkeypatch.setattr(ckpt, "flatten", counting)
+def test_the_checkpoint_holds_the_final_state_bit_for_bit(tmp_path):
     state, _ = fit(classifier(), [TensorBoard(tmp_path / "tb"), ModelCheckpoint(tmp_path / "ckpt", print_fn=None)],
-                    epochs=3)
-    assert len(copies) == 3 and copies[-1] is state
-    saved, _ = ckpt.load_checkpoint(ckpt.CheckpointManager(tmp_path / "ckpt").path(int(state.step)))
-    assert all(np.array_equal(saved[f"state/{p}"], a) for p, a in flatten(state).items())
+                   epochs=3)
+    manager = ckpt.CheckpointManager(tmp_path / "ckpt")
+    assert manager.steps()[-1] == int(state.step)
+    saved, meta = manager.restore(lambda e: ckpt.target(jax.ShapeDtypeStruct(e["shape"], e["dtype"])))
+    assert meta["epoch"] == 3 and meta["position"] == 0
+    for path, a in ckpt.flatten(state).items():
+        assert np.asarray(saved[f"state/{path}"]).tobytes() == a.tobytes(), path
 
 
-def _resumable(directory, extra=(), writer="auto"):
+def _resumable(directory, extra=()):
     return [EarlyStopping(patience=10, restore_best_weights=True), ReduceLROnPlateau(patience=1, factor=0.5),
-            ModelCheckpoint(directory, every_steps=5, keep=2, print_fn=None, writer=writer), *extra]
+            ModelCheckpoint(directory, every_steps=5, keep=2, print_fn=None), *extra]
 
 
 def _sigterm_at(step):
@@ -42,14 +39,13 @@ def _sigterm_at(step):
     return LambdaCallback(on_step_end=maybe_kill)
 
 
-@pytest.mark.parametrize("stop_step,writer", [  # mid-epoch 1, the end of epoch 1, mid-epoch 3
-    (7, "auto"), (15, "auto"), (37, "auto"), (37, "thread")])
-def test_sigterm_saves_and_a_resumed_fit_is_bit_identical(tmp_path, stop_step, writer):
+@pytest.mark.parametrize("stop_step", [7, 15, 37])  # mid-epoch 1, the end of epoch 1, mid-epoch 3
+def test_sigterm_saves_and_a_resumed_fit_is_bit_identical(tmp_path, stop_step):
     whole_state, whole_history = fit(classifier(), _resumable(tmp_path / "whole"), epochs=3)
     with pytest.raises(TrainingInterrupted, match=f"Stopped by SIGTERM at step {stop_step} .*checkpoint saved to"):
-        fit(classifier(), _resumable(tmp_path / "cut", [_sigterm_at(stop_step)], writer), epochs=3)
+        fit(classifier(), _resumable(tmp_path / "cut", [_sigterm_at(stop_step)]), epochs=3)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after fit
-    state, history = fit(classifier(), _resumable(tmp_path / "cut", writer=writer), epochs=3)
+    state, history = fit(classifier(), _resumable(tmp_path / "cut"), epochs=3)
     assert history.history == whole_history.history
     assert int(state.step) == int(whole_state.step)
     for got, want in zip(params(state), params(whole_state)):
@@ -68,11 +64,6 @@ def test_checkpoints_of_another_model_are_refused_and_left_untouched(tmp_path, t
     with pytest.raises(CheckpointMismatchError, match=match):
         fit(trainer, [ModelCheckpoint(tmp_path, print_fn=None)], epochs=2)
     assert sorted((p, os.path.getmtime(os.path.join(d, p))) for d, _, ps in os.walk(tmp_path) for p in ps) == before
-
-
-def test_model_checkpoint_refuses_an_unknown_writer(tmp_path):
-    with pytest.raises(ValueError, match="writer must be 'auto', 'process' or 'thread', got 'disk'"):
-        ModelCheckpoint(tmp_path, writer="disk")
 
 
 def test_a_different_fingerprint_names_the_first_differing_field(tmp_path):
@@ -99,3 +90,17 @@ def test_callbacks_can_be_reused_across_fits(tmp_path):
     for _ in range(2):  # the best weights of the first fit were handed back: the second must not reuse them
         state, history = trainer.fit(state, x, y, epochs=2, validation_split=0.2, callbacks=callbacks, verbose=0)
     assert len(history.epoch) == 2 and int(state.step) == 60
+
+
+@pytest.mark.parametrize("check_finite", [False, True])
+def test_a_run_gone_non_finite_leaves_only_finite_checkpoints(tmp_path, check_finite):
+    """A huge learning rate makes the parameters inf while the loss of that step was still finite: the
+    state to save is checked itself, so no checkpoint on disk holds NaN/inf and the newest is the last good."""
+    trainer = classifier(optimizer=optimizers.get("sgd", learning_rate=1e30), check_finite=check_finite)
+    with pytest.warns(RuntimeWarning, match="checkpoint at step .* skipped"):
+        fit(trainer, [ModelCheckpoint(tmp_path, every_steps=1, print_fn=None)], epochs=2)
+    manager = ckpt.CheckpointManager(tmp_path)
+    assert manager.steps(), "the first steps were finite and saved"
+    for step in manager.steps():
+        saved = ckpt.load_tree(manager.path(step))
+        assert all(np.isfinite(a).all() for a in saved.values() if np.issubdtype(a.dtype, np.floating)), step

@@ -37,7 +37,7 @@ def test_configs_without_the_new_fields_get_the_defaults():
         config.checkpoint = {}
     experiment = build(config)
     assert experiment.train == {**TRAIN_DEFAULTS, "epochs": 2, "batch_size": 64}
-    assert experiment.checkpoint == CHECKPOINT_DEFAULTS
+    assert experiment.checkpoint == {**CHECKPOINT_DEFAULTS, "monitor": "loss"}  # no validation: no val_loss
     trainer = build_trainer(experiment, total_steps=1)
     assert trainer.policy.name == "float32" and trainer.accumulate_steps == 1
 

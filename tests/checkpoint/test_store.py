@@ -1,0 +1,111 @@
+"""One checkpoint: exact round trip (keys, bfloat16, empty arrays), save_tree/load_tree, sealed metadata, tree
+mismatches named, non-finite states refused, older formats refused in one line, no unpickling."""
+import json
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import checkpoint as ckpt
+
+
+def _tree(seed=0, hidden=4):
+    rng = np.random.default_rng(seed)
+    return {"params": {"dense": {"kernel": jnp.asarray(rng.normal(size=(3, hidden)), jnp.float32),
+                                 "bias": jnp.zeros(hidden, jnp.bfloat16)}},
+            "step": jnp.int32(7), "key": jax.random.key(seed), "opt": (jnp.ones(2), {"count": jnp.int32(1)}),
+            "none": jnp.zeros((0, 4), jnp.bfloat16)}
+
+
+def _same(a, b) -> bool:
+    if ckpt.is_key(a):
+        a, b = jax.random.key_data(a), jax.random.key_data(b)
+    return a.dtype == b.dtype and a.shape == b.shape and np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_round_trip_is_exact_keys_dtypes_and_empty_arrays_included(tmp_path):
+    tree = _tree()
+    tree["negzero"] = jnp.asarray([-0.0, 0.0])
+    ckpt.save_tree(tmp_path / "c", tree)
+    back = ckpt.load_tree(tmp_path / "c", tree)
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(tree)
+    assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(_same, tree, back)))
+    flat = ckpt.load_tree(tmp_path / "c")
+    assert list(flat) == list(ckpt.flatten(tree)) and all(isinstance(a, np.ndarray) for a in flat.values())
+    assert np.signbit(flat["negzero"][0])
+
+
+def test_save_tree_replaces_and_load_tree_needs_a_checkpoint(tmp_path):
+    ckpt.save_tree(tmp_path / "final", {"w": jnp.arange(4.0)})
+    ckpt.save_tree(tmp_path / "final", {"w": jnp.arange(4.0) + 1})
+    np.testing.assert_array_equal(ckpt.load_tree(tmp_path / "final")["w"], np.arange(4.0) + 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        ckpt.load_tree(tmp_path / "nothing")
+
+
+def test_metadata_records_fingerprints_shardings_and_a_checksum(tmp_path):
+    ckpt.save_tree(tmp_path / "c", _tree())
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["format"] == ckpt.FORMAT_VERSION and len(meta["checksum"]) == 64
+    kernel = next(e for e in meta["arrays"] if e["path"] == "params/dense/kernel")
+    assert kernel["fingerprint"] == ckpt.summarize([_tree()["params"]["dense"]["kernel"]])[0][0]
+    assert kernel["shape"] == [3, 4] and kernel["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("field,value", [("step", 8), ("note", "other"), ("arrays", [])])
+def test_an_edited_meta_json_is_detected(tmp_path, field, value):
+    manager = ckpt.CheckpointManager(tmp_path)
+    manager.save(7, _tree(), {"note": "hello"})
+    manager.close()
+    meta_file = tmp_path / "step_000000007" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta[field] = value
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CorruptCheckpointError, match="meta.json does not match its checksum"):
+        ckpt.read_meta(meta_file.parent)
+
+
+def test_a_checkpoint_of_an_older_format_is_refused_in_one_line(tmp_path):
+    (tmp_path / "old").mkdir()
+    record = {"format": 3, "arrays": []}
+    (tmp_path / "old" / "meta.json").write_text(json.dumps(record))
+    with pytest.raises(ckpt.CorruptCheckpointError, match="is in format 3, written by an older jaxnn; this one reads format 4 only"):
+        ckpt.load_tree(tmp_path / "old")
+
+
+@pytest.mark.parametrize("like,match", [
+    ({**_tree(), "params": _tree(hidden=5)["params"]},
+     r"first mismatch at params/dense/bias: checkpoint has shape \(4,\) bfloat16, the model \(5,\) bfloat16"),
+    ({**_tree(), "extra": jnp.zeros(3)}, r"extra \(3,\) is in the model but not in the checkpoint"),
+    ({k: v for k, v in _tree().items() if k != "opt"}, r"opt/0 \(2,\) is in the checkpoint but not in the model"),
+])
+def test_a_different_tree_is_refused_naming_the_first_mismatched_path(tmp_path, like, match):
+    ckpt.save_tree(tmp_path / "c", _tree())
+    with pytest.raises(ckpt.CheckpointMismatchError, match=match):
+        ckpt.load_tree(tmp_path / "c", like)
+
+
+@pytest.mark.parametrize("bad", [jnp.nan, jnp.inf, -jnp.inf])
+def test_a_tree_holding_nan_or_inf_is_never_written(tmp_path, bad):
+    tree = _tree()
+    tree["opt"] = (jnp.ones(2).at[1].set(bad), tree["opt"][1])
+    with pytest.raises(ckpt.NonFiniteStateError, match="opt/0 holds NaN or inf"):
+        ckpt.save_tree(tmp_path / "c", tree)
+    manager = ckpt.CheckpointManager(tmp_path / "m")
+    with pytest.raises(ckpt.NonFiniteStateError):
+        manager.save(1, tree)
+    assert not (tmp_path / "c").exists() and manager.steps() == []
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    ckpt.save_tree(tmp_path / "c", _tree())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a checkpoint load called pickle")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    assert ckpt.load_tree(tmp_path / "c")["step"] == 7
