@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 import jaxnn
 from jaxnn import Dense, Sequential, Trainer
 from jaxnn.tasks import perceptron_rule as perceptron
-from tutorial_setup import save, size
+from tutorial_setup import epoch_axis, save, size
 
 x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 gates = {"AND": np.array([0, 0, 0, 1]), "OR": np.array([0, 1, 1, 1]), "XOR": np.array([0, 1, 1, 0])}
@@ -74,7 +74,7 @@ fig = Figure(figsize=(8, 4))
 left, right = fig.subplots(1, 2)
 draw(left, "MLP 2-4-1 on XOR", lambda g: trainer.predict_classes(state, g, batch_size=4096), gates["XOR"])
 right.plot(range(1, len(history.epoch) + 1), history.history["loss"])
-right.set_xlabel("epoch")
+epoch_axis(right)
 right.set_ylabel("binary cross-entropy")
 right.set_title("training loss")
 save(fig, "xor_mlp.png")

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from jaxnn import Dense, Dropout, Flatten, Sequential, Trainer
 from jaxnn.callbacks import Callback, CSVLogger, EarlyStopping
 from jaxnn.data import load_arrays
-from tutorial_setup import OUT, save, size
+from tutorial_setup import OUT, epoch_axis, save, size
 
 x_train, y_train = load_arrays("fashion_mnist", f"train[:{size(1000, 500)}]")   # few examples: easy to overfit
 x_val, y_val = load_arrays("fashion_mnist", f"test[:{size(2000, 200)}]")
@@ -76,6 +76,6 @@ for ax, (title, history) in zip(fig.subplots(1, 3), [("no regularization", plain
     ax.plot(epochs, history.history["loss"], label="loss")
     ax.plot(epochs, history.history["val_loss"], label="val_loss")
     ax.set_title(title)
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.legend()
 save(fig, "overfitting.png")

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from jaxnn import LSTM, Dense, Embedding, Sequential, SimpleRNN, Trainer
 from jaxnn.data import DatasetUnavailableError, load_splits
-from tutorial_setup import FAST, save, size
+from tutorial_setup import FAST, epoch_axis, save, size
 
 NUM_WORDS, MAXLEN = size(10_000, 200), size(200, 20)
 
@@ -66,7 +66,7 @@ for name, history in histories.items():
 left.set_title("validation loss")
 right.set_title("validation accuracy")
 for ax in (left, right):
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.legend()
 save(fig, "text_models.png")
 

@@ -18,7 +18,7 @@ from jaxnn import (BatchNormalization, Conv2D, Conv2DTranspose, Dense, Dropout, 
                    Sequential)
 from jaxnn.data import load_arrays
 from jaxnn.tasks.gan_model import GAN, image_grid, to_unit_range
-from tutorial_setup import save, size
+from tutorial_setup import epoch_axis, save, size
 
 images, _ = load_arrays("fashion_mnist", f"train[:{size(60000, 512)}]")
 images = images * 2.0 - 1.0                      # [-1, 1], the range of the generator's tanh
@@ -71,6 +71,6 @@ right.plot(epochs, history.history["d_real"], "o-", label="D(real)")
 right.plot(epochs, history.history["d_fake"], "o-", label="D(generated)")
 right.set_title("the discriminator's mean answer")
 for ax in (left, right):
-    ax.set_xlabel("epoch")
+    epoch_axis(ax)
     ax.legend()
 save(fig, "gan_curves.png")

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 import jaxnn
 from jaxnn import Conv2D, Dense, Flatten, MaxPooling2D, Sequential, Trainer, optimizers
 from jaxnn.data import load_arrays
-from tutorial_setup import save, size
+from tutorial_setup import epoch_axis, save, size
 
 x_all, y_all = load_arrays("fashion_mnist", f"train[:{size(30000, 2000)}]")
 x_test_all, y_test_all = load_arrays("fashion_mnist", f"test[:{size(10000, 500)}]")
@@ -90,7 +90,7 @@ ax.plot(range(1, len(transfer_curve) + 1), transfer_curve, "o-", label="transfer
 ax.axvline(len(head_history.epoch) + 0.5, color="grey", ls=":")
 ax.plot(range(1, len(scratch_history.epoch) + 1), scratch_history.history["val_accuracy"], "s--",
         label="from scratch")
-ax.set_xlabel("epoch")
+epoch_axis(ax)
 ax.set_ylabel("validation accuracy on classes 5-9")
 ax.legend()
 save(fig, "transfer.png")

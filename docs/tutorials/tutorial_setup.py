@@ -16,6 +16,14 @@ def size(full: int, fast: int) -> int:
     return fast if FAST else full
 
 
+def epoch_axis(ax) -> None:
+    """Label `ax`'s x axis "epoch", with ticks at whole epochs only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
 def save(fig, name: str):
     """Write the matplotlib figure `fig` to OUT/name and return it (a notebook then shows it)."""
     OUT.mkdir(parents=True, exist_ok=True)
