@@ -16,6 +16,6 @@ from jaxnn.multi_output import MultiOutputLoss, OutputMetric
 from jaxnn.report import classification_report
 from jaxnn.saving import load_model, load_run, save_model
 from jaxnn.training import Callback, History, Trainer, TrainState, plot_history
-from jaxnn.training import callbacks  # jaxnn.callbacks.EarlyStopping, ModelCheckpoint, ...
+from jaxnn import callbacks  # from jaxnn.callbacks import EarlyStopping, ModelCheckpoint, ...
 
 __version__ = "0.1.0"

@@ -116,8 +116,10 @@ def sparse_categorical_crossentropy(labels, preds, *, from_logits: bool = False,
     if labels.ndim == preds.ndim and labels.shape[-1] == 1:
         labels = labels[..., 0]
     if labels.shape != preds.shape[:-1]:
+        one_hot = ", shaped like the outputs: for one-hot targets use categorical_crossentropy" * (
+            labels.shape == preds.shape)
         raise ValueError(
-            f"sparse_categorical_crossentropy needs integer labels shaped {preds.shape[:-1]}, got {labels.shape}"
+            f"sparse_categorical_crossentropy needs integer labels shaped {preds.shape[:-1]}, got {labels.shape}{one_hot}"
         )
     log_p = _log_probs(preds, from_logits)
     nll = -jnp.take_along_axis(log_p, labels.astype(jnp.int32)[..., None], axis=-1)[..., 0]

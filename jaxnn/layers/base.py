@@ -49,9 +49,14 @@ class Layer:
     Subclasses are frozen dataclasses that implement `init` and `apply`;
     `name` names the layer's parameters inside a model (default: the snake-case
     class name, numbered by the model when repeated, as in Keras).
+    `trainable=False` freezes its parameters (a model's: all of them): the
+    Trainer's optimizer gives them zero updates and `summary` counts them as
+    non-trainable. Unlike Keras, a frozen BatchNormalization still updates its
+    moving statistics in training.
     """
 
     name: str | None = dataclasses.field(default=None, kw_only=True)
+    trainable: bool = dataclasses.field(default=True, kw_only=True)
     supports_masking: ClassVar[bool] = False  # steps stay apart, so an input mask is also the output's
     takes_mask: ClassVar[bool] = False        # apply takes {"inputs": x, "mask": m} and uses the mask
     takes_integers: ClassVar[bool] = False    # meant for integer inputs (ids), not only for floats
@@ -86,12 +91,13 @@ class Layer:
 
     def summary_rows(self, name: str, input_shape: Shape, params, state) -> list[dict[str, Any]]:
         """Rows for `summary`: one per layer; containers give one per child."""
+        trainable = count_params(params) if self.trainable else 0
         return [{
             "name": name,
             "type": type(self).__name__,
             "output_shape": self.output_shape(input_shape),
-            "trainable": count_params(params),
-            "non_trainable": count_params(state),
+            "trainable": trainable,
+            "non_trainable": count_params(params) + count_params(state) - trainable,
             "inputs": (),
         }]
 

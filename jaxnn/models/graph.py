@@ -22,9 +22,9 @@ import jax.numpy as jnp
 
 from jaxnn.layers.base import Layer, apply_masked, count_params
 from jaxnn.layers.input import InputLayer
-from jaxnn.layers.shapes import ShapeError, abstract_init, as_shape, format_shape, is_shape
+from jaxnn.layers.shapes import ShapeError, abstract_init, format_shape, is_shape
 from jaxnn.layers.symbolic import Node, SymbolicTensor, label, node_outputs
-from jaxnn.models.children import init_child, unique_names
+from jaxnn.models.children import batch_first, frozen_rows, init_child, trainable_count, unique_names
 from jaxnn.models.summary import summary as summary_table
 
 
@@ -163,6 +163,11 @@ class Model(Layer):
         """(name, layer) for each distinct layer, Inputs included, in call order."""
         return [(self._graph.names[id(layer)], layer) for layer in self._graph.layers]
 
+    @property
+    def layers(self) -> list[Layer]:
+        """The distinct layers, Inputs included, in call order (Keras's `model.layers`)."""
+        return [layer for _, layer in self.named_layers()]
+
     def get_layer(self, name: str) -> Layer:
         """The layer called `name` (Keras's `get_layer`)."""
         layers = dict(self.named_layers())
@@ -203,12 +208,10 @@ class Model(Layer):
 
     def init(self, key, input_shape):
         graph = self._graph
-        shapes = self._flat_inputs(input_shape, "input shapes")
+        shapes = [batch_first(self, s) for s in self._flat_inputs(input_shape, "input shapes")]
         for k, t, shape in zip(graph.input_keys, graph.input_tensors, shapes):
-            shape = as_shape(shape)
             if len(shape) != len(t.shape) or any(a is not None and a != b for a, b in zip(t.shape[1:], shape[1:])):
                 raise ShapeError(f"input '{k}' expects shape {format_shape(t.shape)}, got {format_shape(shape)}")
-        batch = as_shape(shapes[0])[0]
         params, state = {}, {}
         for layer, k in zip(graph.layers, jax.random.split(key, len(graph.layers))):
             name, first = graph.names[id(layer)], graph.calls[id(layer)][0]
@@ -216,7 +219,7 @@ class Model(Layer):
                 continue
             init_child(name, layer, k, first.treedef.unflatten([t.shape for t in first.inputs]), params, state)
         out = graph.output_treedef.unflatten([t.shape for t in graph.output_tensors])
-        return jax.tree_util.tree_map(lambda s: (batch, *s[1:]), out, is_leaf=is_shape), params, state
+        return out, params, state
 
     def apply(self, params, x, *, state=None, key=None, train=False):
         graph, state = self._graph, state or {}
@@ -254,15 +257,17 @@ class Model(Layer):
         graph, rows = self._graph, []
         for layer in graph.layers:
             layer_name, calls = graph.names[id(layer)], graph.calls[id(layer)]
+            layer_params = params.get(layer_name, {})
+            trainable = trainable_count(layer, layer_params)
             rows.append({
                 "name": layer_name,
                 "type": type(layer).__name__,
                 "output_shape": calls[0].output_shape,
-                "trainable": count_params(params.get(layer_name, {})),
-                "non_trainable": count_params(state.get(layer_name, {})),
+                "trainable": trainable,
+                "non_trainable": count_params(layer_params) - trainable + count_params(state.get(layer_name, {})),
                 "inputs": tuple(self._tensor_label(t) for node in calls for t in node.inputs),
             })
-        return rows
+        return rows if self.trainable else frozen_rows(rows)
 
     def _tensor_label(self, t: SymbolicTensor) -> str:
         """Keras's `name[call][output]`: which call of which layer made tensor `t`."""

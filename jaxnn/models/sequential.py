@@ -6,8 +6,11 @@ import dataclasses
 import jax
 
 from jaxnn.layers.base import Layer, apply_masked
+from jaxnn.layers.input import InputLayer
 from jaxnn.layers.shapes import ShapeError, as_shape
-from jaxnn.models.children import init_child, unique_names
+from jaxnn.layers.symbolic import SymbolicTensor
+from jaxnn.models.children import batch_first, frozen_rows, init_child, unique_names
+from jaxnn.models.summary import summary as summary_table
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -25,7 +28,7 @@ class Sequential(Layer):
     layers: tuple = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "layers", tuple(_from_input(layer, i) for i, layer in enumerate(self.layers)))
         for layer in self.layers:
             _check_is_layer(layer)
         unique_names(self.layers)
@@ -43,7 +46,7 @@ class Sequential(Layer):
     def init(self, key, input_shape):
         if not self.layers:
             raise ValueError(f"{self.name or 'sequential'} has no layers: add some before init")
-        shape = as_shape(input_shape)
+        shape = batch_first(self, input_shape)
         params, state = {}, {}
         for (name, layer), k in zip(self.named_layers(), jax.random.split(key, len(self.layers))):
             shape = init_child(name, layer, k, shape, params, state)
@@ -69,7 +72,25 @@ class Sequential(Layer):
         for child_name, layer in self.named_layers():
             rows += layer.summary_rows(child_name, shape, params.get(child_name, {}), state.get(child_name, {}))
             shape = layer.output_shape(shape)
-        return rows
+        return rows if self.trainable else frozen_rows(rows)
+
+    def summary(self, input_shape=None, *, print_fn=print) -> str:
+        """Print (and return) the Keras-style table for inputs of `input_shape` (no batch dimension);
+        without it, the shape of an `Input` the model starts with: `Sequential([jaxnn.Input((28, 28)), ...])`."""
+        if input_shape is None:
+            first = self.layers[0] if self.layers else None
+            if not isinstance(first, InputLayer):
+                raise ValueError(f"{self.name or 'sequential'}.summary needs the input shape without the batch "
+                                 f"dimension, e.g. summary((28, 28)), since its first layer is no Input")
+            input_shape = first.shape
+        return summary_table(self, input_shape, print_fn=print_fn)
+
+
+def _from_input(layer, index: int):
+    """`jaxnn.Input(shape)` as a first layer (Keras's habit) stands for its InputLayer."""
+    if isinstance(layer, SymbolicTensor) and isinstance(layer.node.layer, InputLayer) and index == 0:
+        return layer.node.layer
+    return layer
 
 
 def _check_is_layer(layer):

@@ -243,7 +243,8 @@ class PlotHistory(Callback):
 
 
 class LambdaCallback(Callback):
-    """A callback from plain functions, each taking the same arguments as the hook it replaces."""
+    """A callback from plain functions, each taking the arguments of the hook it replaces, in Keras's form
+    (`on_epoch_end=lambda epoch, logs: ...`) or jaxnn's (`lambda run, epoch, logs: ...`); see `loop.py`."""
 
     def __init__(self, on_train_begin=None, on_epoch_begin=None, on_step_end=None, on_log=None,
                  on_epoch_end=None, on_train_end=None):

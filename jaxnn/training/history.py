@@ -40,6 +40,7 @@ def plot_history(history, path: str | os.PathLike | None = None):
     writes it there (PNG). Built without pyplot, so it is safe off the main thread.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     hist = history.history if isinstance(history, History) else dict(history)
     panels = [k for k in hist if not k.startswith("val_") and k != "lr"]
@@ -50,6 +51,7 @@ def plot_history(history, path: str | os.PathLike | None = None):
         ax.plot(epochs, hist[key], "o-", label=key)
         if f"val_{key}" in hist:
             ax.plot(range(1, len(hist[f"val_{key}"]) + 1), hist[f"val_{key}"], "s--", label=f"val_{key}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.legend()

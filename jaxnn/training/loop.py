@@ -1,17 +1,22 @@
 """The fit loop that `Trainer.fit` drives: the live `Run`, the callback hooks it calls, SIGTERM, bounded dispatch.
 
-Each hook gets the live `Run` (state, history, position, running statistics);
-a callback stops training by setting `run.stop_training = True` (and
-`run.stop_reason`), and may replace `run.state` (to restore the best weights,
-to lower the learning rate). Hooks, in the order the loop calls them:
+A callback sees the live `Run` (state, history, position, running statistics)
+as `self.run`, which the loop sets (as Keras sets `self.model`); it stops
+training by setting `run.stop_training = True` (and `run.stop_reason`), and may
+replace `run.state` (to restore the best weights, to lower the learning rate).
+Hooks, in the order the loop calls them, in jaxnn's form and in Keras's:
 
-    on_train_begin(run)           after set-up (ModelCheckpoint restores here)
-    on_epoch_begin(run, epoch)
-    on_step_end(run, batch)       after every step; `run.step` is the global step
-    on_log(run, logs)             every `log_every_steps` steps: running epoch means
-    on_epoch_end(run, epoch, logs)
-    on_interrupt(run)             SIGTERM: save what is needed to resume
-    on_train_end(run)
+    on_train_begin(run)              on_train_begin(logs)     after set-up (ModelCheckpoint restores here)
+    on_epoch_begin(run, epoch)       on_epoch_begin(epoch, logs)
+    on_step_end(run, batch)          on_step_end(batch, logs) after every step; `run.step` is the global step
+    on_log(run, logs)                on_log(logs)             every `log_every_steps` steps: running epoch means
+    on_epoch_end(run, epoch, logs)   on_epoch_end(epoch, logs)
+    on_interrupt(run)                on_interrupt(logs)       SIGTERM: save what is needed to resume
+    on_train_end(run)                on_train_end(logs)       logs: the last epoch's
+
+A hook takes jaxnn's form when its first parameter is called `run` or when it
+cannot take Keras's arguments; otherwise Keras's (`logs` is `{}` where jaxnn has
+none). The form is read from each hook's signature once per fit.
 
 Callbacks run in list order, except that those with a higher `order` run later
 (ModelCheckpoint runs last, so it saves what the others changed). A callback
@@ -23,6 +28,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import inspect
 import signal
 import threading
 from typing import Any, Callable, Sequence
@@ -72,6 +78,7 @@ class Run:
     callbacks: list = dataclasses.field(default_factory=list)
     log_keys: tuple = ()
     last_checkpoint: str | None = None
+    hooks: dict = dataclasses.field(default_factory=dict, repr=False)  # hook name -> callables taking (run, ...)
     _host: tuple = dataclasses.field(default=(None, None), repr=False)  # (a state, its host copy)
 
     def host_state(self) -> dict[str, np.ndarray]:
@@ -82,6 +89,11 @@ class Run:
             host = ckpt.flatten(self.state)
             self._host = (self.state, host)
         return host
+
+    def call(self, hook: str, *args) -> None:
+        """Call `hook` of every callback with jaxnn's arguments `(self, *args)` (see `bind_hooks`)."""
+        for fn in self.hooks[hook]:
+            fn(self, *args)
 
     def named_callbacks(self) -> dict[str, Callback]:
         """Callbacks by a stable name (`EarlyStopping`, `EarlyStopping_1`, ...) for checkpoint state."""
@@ -109,10 +121,11 @@ class Run:
 
 
 class Callback:
-    """Base class; override the hooks you need (each a no-op here)."""
+    """Base class; override the hooks you need (each a no-op here), in jaxnn's form or Keras's (see above)."""
 
     order = 0
     monitor: str | None = None
+    run: Run | None = None  # the live run, set by the fit loop
 
     def on_train_begin(self, run: Run) -> None: ...
 
@@ -138,6 +151,62 @@ class Callback:
 
     def load_state_dict(self, run: Run, state: dict, arrays: dict[str, np.ndarray]) -> None:
         """Take back what `state_dict` and `arrays` saved (`arrays` as path -> array)."""
+
+
+# Hook -> (jaxnn's argument count, run included; Keras's argument count; Keras's arguments from jaxnn's).
+_FORMS = {
+    "on_train_begin": (1, 1, lambda run: ({},)),
+    "on_epoch_begin": (2, 2, lambda run, epoch: (epoch, {})),
+    "on_step_end": (2, 2, lambda run, batch: (batch, {})),
+    "on_log": (2, 1, lambda run, logs: (logs,)),
+    "on_epoch_end": (3, 2, lambda run, epoch, logs: (epoch, logs)),
+    "on_interrupt": (1, 1, lambda run: ({},)),
+    "on_train_end": (1, 1, lambda run: ({k: v[-1] for k, v in run.history.history.items() if v},)),
+}
+# Keras hooks the loop never calls, and what to write instead.
+_UNCALLED = {"on_batch_begin": "on_epoch_begin or on_step_end", "on_batch_end": "on_step_end or on_log",
+             "on_train_batch_begin": "on_epoch_begin or on_step_end",
+             "on_train_batch_end": "on_step_end (or on_log, which gets the running logs)"}
+
+
+def _takes_run(fn, hook: str, owner: str) -> bool:
+    """Whether hook `fn` takes jaxnn's arguments (run first) rather than Keras's."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read (a builtin): jaxnn's form
+        return True
+    params = list(signature.parameters.values())
+    if params and params[0].name == "run":
+        return True
+    jaxnn_count, keras_count, _ = _FORMS[hook]
+    for takes_run, count in ((False, keras_count), (True, jaxnn_count)):
+        try:
+            signature.bind(*[None] * count)
+            return takes_run
+        except TypeError:
+            pass
+    raise ValueError(f"{owner}.{hook}{signature} takes neither Keras's {keras_count} argument(s) nor jaxnn's "
+                     f"{jaxnn_count} (run first)")
+
+
+def bind_hooks(run: Run) -> dict[str, list[Callable]]:
+    """Each hook's callables, all taking jaxnn's arguments `(run, ...)`; sets `cb.run` on every callback."""
+    hooks = {hook: [] for hook in _FORMS}
+    for cb in run.callbacks:
+        cb.run = run
+        owner = type(cb).__name__
+        for keras_hook, instead in _UNCALLED.items():
+            if callable(getattr(cb, keras_hook, None)):
+                raise ValueError(f"{owner} defines {keras_hook}, which jaxnn's fit never calls: use {instead}")
+        for hook, (_, _, keras_args) in _FORMS.items():
+            fn = getattr(cb, hook)
+            if getattr(fn, "__func__", None) is getattr(Callback, hook):  # the base class's no-op
+                continue
+            if _takes_run(fn, hook, owner):
+                hooks[hook].append(fn)
+            else:
+                hooks[hook].append(lambda run, *args, fn=fn, to_keras=keras_args: fn(*to_keras(run, *args)))
+    return hooks
 
 
 class StepsInFlight:
@@ -217,6 +286,7 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
         if cb.monitor is not None and cb.monitor not in run.log_keys:
             raise ValueError(f"{type(cb).__name__} monitors {cb.monitor!r}, which this run never produces; "
                              f"it produces: {', '.join(run.log_keys)}")
+    run.hooks = bind_hooks(run)
     where = lambda: f"step {run.step}"
     with contextlib.ExitStack() as stack:
         sigterm = stack.enter_context(SigtermFlag())
@@ -224,8 +294,7 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
         watchdog = stack.enter_context(distributed.StepWatchdog(watchdog_s, where)) if watchdog_s else None
         paused = watchdog.paused if watchdog is not None else contextlib.nullcontext
         with paused():
-            for cb in run.callbacks:
-                cb.on_train_begin(run)
+            run.call("on_train_begin")
         while run.epoch < run.epochs and not run.stop_training and not sigterm.stopped:
             _fit_epoch(run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog)
             if run.stop_training or sigterm.stop(sync_point=True):
@@ -234,15 +303,13 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
                 _end_epoch(run, metrics, validate, zero_totals)
         with paused():
             if sigterm.stopped:
-                for cb in run.callbacks:
-                    cb.on_interrupt(run)
+                run.call("on_interrupt")
                 saved = (f"checkpoint saved to {run.last_checkpoint}" if run.last_checkpoint
                          else "no checkpoint was saved")
                 run.stop_reason = (f"Stopped by {sigterm.name} at step {run.step} (epoch {run.epoch + 1}, "
                                    f"step {run.position} of {run.steps_per_epoch}); {saved}")
             run.history.stop_reason, run.history.nonfinite = run.stop_reason, run.nonfinite
-            for cb in run.callbacks:
-                cb.on_train_end(run)
+            run.call("on_train_end")
     if sigterm.stopped:
         raise TrainingInterrupted(run.stop_reason, run.state, run.history, sigterm.signum or signal.SIGTERM)
 
@@ -257,18 +324,16 @@ def _end_epoch(run: Run, metrics, validate, zero_totals) -> None:
         logs["lr"] = float(lr)
     run.history.append(run.epoch, logs)
     run.epoch_done = True
-    for cb in run.callbacks:
-        cb.on_epoch_end(run, run.epoch, logs)
+    run.call("on_epoch_end", run.epoch, logs)
     run.epoch, run.position, run.epoch_done = run.epoch + 1, 0, False
     run.totals = zero_totals(run.state)
 
 
 def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog) -> None:
     """The steps of `run.epoch` from `run.position` on; stops early on SIGTERM, a stop request or NaN."""
-    for cb in run.callbacks:
-        cb.on_epoch_begin(run, run.epoch)
+    run.call("on_epoch_begin", run.epoch)
     perm = epoch_permutation(run.state.key, run.epoch, num_examples) if shuffle else jnp.arange(num_examples)
-    in_flight = StepsInFlight()
+    in_flight, step_hooks = StepsInFlight(), run.hooks["on_step_end"]
     for i in range(run.position, run.steps_per_epoch):
         if watchdog is not None and i == run.position:  # the first call compiles
             with watchdog.paused():
@@ -284,15 +349,14 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
             if _stopped_nonfinite(run):
                 return
             logs = results(metrics, jax.device_get(run.totals))
-            for cb in run.callbacks:
-                cb.on_log(run, logs)
+            run.call("on_log", logs)
         if watchdog is None:
-            for cb in run.callbacks:
-                cb.on_step_end(run, i)
+            for hook in step_hooks:
+                hook(run, i)
         else:
             with watchdog.paused():
-                for cb in run.callbacks:
-                    cb.on_step_end(run, i)
+                for hook in step_hooks:
+                    hook(run, i)
         if run.stop_training or sigterm.stop(sync_point=log_step):
             return
     _stopped_nonfinite(run)

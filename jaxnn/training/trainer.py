@@ -24,6 +24,9 @@ and `per_example` (`PerExample` or its fields as a dict: per-example gradients
 clipped and noised for DP-SGD, and/or their norm quantiles in the History).
 Pass `ModelCheckpoint(dir)` to `fit` for checkpoints and exact resume; a
 SIGTERM during `fit` saves a checkpoint and raises `TrainingInterrupted`.
+Layers built with `trainable=False` get zero updates (an `optax.multi_transform`
+over the optimizer). A loss given as a function gets targets shaped (batch,)
+against outputs (batch, 1) as (batch, 1), as the built-in losses align them.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from jax.sharding import Mesh
 from jaxnn import distributed, losses, metrics as metrics_lib, optimizers, validation
 from jaxnn.layers.base import Layer
 from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
+from jaxnn.models.children import has_frozen, trainable_mask
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
@@ -74,6 +78,26 @@ def _as_key(key):
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     return jax.random.wrap_key_data(key)
+
+
+def _aligned(loss: Callable) -> Callable:
+    """`loss` called with targets (batch,) as (batch, 1) when the outputs are (batch, 1), as built-in losses do,
+    so that a custom loss never broadcasts them to (batch, batch)."""
+    @functools.wraps(loss)
+    def aligned(targets, preds):
+        if (hasattr(targets, "ndim") and hasattr(preds, "ndim") and targets.ndim == preds.ndim - 1
+                and preds.shape[-1] == 1):
+            targets = targets[..., None]
+        return loss(targets, preds)
+
+    return aligned
+
+
+def _check_live(state) -> None:
+    """Refuse a state whose arrays were donated to an earlier `fit` or `train_step` (and so deleted)."""
+    if any(isinstance(a, jax.Array) and a.is_deleted() for a in jax.tree_util.tree_leaves(state)):
+        raise ValueError("this TrainState was donated to an earlier fit (or train_step) and its arrays are deleted: "
+                         "fit returns the new state, so write `state, history = trainer.fit(state, ...)`")
 
 
 def _slice_batch(data, start, batch_size):
@@ -112,11 +136,17 @@ class Trainer:
 
     @functools.cached_property
     def loss_fn(self) -> Callable:
-        return losses.get(self.loss)
+        fn = losses.get(self.loss)
+        return fn if isinstance(self.loss, str) or hasattr(fn, "output_metrics") else _aligned(fn)
 
     @functools.cached_property
     def tx(self) -> optax.GradientTransformation:
-        return optimizers.get(self.optimizer)
+        tx = optimizers.get(self.optimizer)
+        if not has_frozen(self.model):
+            return tx
+        labels = lambda params: jax.tree_util.tree_map(lambda keep: "trainable" if keep else "frozen",
+                                                       trainable_mask(self.model, params))
+        return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, labels)
 
     @functools.cached_property
     def metric_objects(self) -> tuple:
@@ -296,10 +326,13 @@ class Trainer:
         y = np.asarray(y)
         target_spec = jax.ShapeDtypeStruct((out.shape[0], *y.shape[1:]), y.dtype)
         try:
-            jax.eval_shape(self.loss_fn, target_spec, out)
+            per_example = jax.eval_shape(self.loss_fn, target_spec, out)
         except (ValueError, TypeError) as e:
             raise ValueError(f"targets of shape {y.shape[1:]} (per example) do not fit the model's "
                              f"output {out.shape[1:]} under this loss: {e}") from None
+        if not per_example.shape or per_example.shape[0] != out.shape[0]:
+            raise ValueError(f"the loss must return one value per example, shape (batch,), got {per_example.shape} "
+                             f"for a batch of {out.shape[0]}")
         check_labels(y, sparse=out.shape[-1] > 1 and y.ndim == len(out.shape) - 1, num_classes=out.shape[-1])
         return n
 
@@ -341,6 +374,7 @@ class Trainer:
     def evaluate(self, state: TrainState, x, y, *, batch_size: int = 32) -> dict[str, float]:
         """Loss and metrics over all of (x, y), each example counted exactly once (padding weighs 0)."""
         batch_size = self._batch_size(batch_size)
+        _check_live(state)
         self.check_data(state, x, y)
         data, _, num_batches = self._padded(x, y, batch_size)
         return self._evaluate_padded(state, data, num_batches, batch_size)
@@ -348,6 +382,7 @@ class Trainer:
     def predict(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs for every example of `x` (probabilities if the model ends in softmax)."""
         batch_size = self._batch_size(batch_size)
+        _check_live(state)
         check_inputs(self.model, x)
         self.output_spec(state, x)
         data, n, num_batches = self._padded(x, None, batch_size)
@@ -367,7 +402,8 @@ class Trainer:
     def fit(self, state: TrainState, x, y, *, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple | None = None, validation_split: float = 0.0, shuffle: bool = True,
             callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
-            log_every_steps: int = LOG_EVERY_STEPS, watchdog_s: float | None = None):
+            log_every_steps: int = LOG_EVERY_STEPS, class_weight: dict | None = None, sample_weight=None,
+            watchdog_s: float | None = None):
         """Train for `epochs`; returns `(state, History)` with Keras's keys per epoch (and `lr`).
 
         Each epoch is shuffled from the state's key and the epoch number, so the
@@ -377,7 +413,12 @@ class Trainer:
         steps (for `on_log` callbacks), never in between. With `watchdog_s`, a
         process whose steps stop finishing for that long (its peers stopped)
         ends with one line (`distributed.StepWatchdog`).
+        `sample_weight` (one weight per example) and `class_weight` ({class: weight})
+        weight the training examples, multiplied together: the loss and the
+        metrics of each batch are weighted means (sum(w l) / sum(w)).
+        The input `state` is donated: use the returned one.
         """
+        _check_live(state)
         epochs = validation.positive_int("epochs", epochs)
         batch_size = self._batch_size(batch_size)
         log_every_steps = validation.positive_int("log_every_steps", log_every_steps)
@@ -388,10 +429,12 @@ class Trainer:
         if validation_split and validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
         n = self.check_data(state, x, y)
+        weights = _example_weights(y, n, sample_weight, class_weight)
         if validation_split:
             cut, _ = split_sizes(n, validation_split)
             take = lambda lo, hi: jax.tree_util.tree_map(lambda a: a[lo:hi], (x, y))
             (x, y), validation_data = take(0, cut), take(cut, n)
+            weights = None if weights is None else weights[:cut]
             n = cut
         if n < batch_size:
             raise ValueError(f"batch_size {batch_size} is larger than the {n} training examples")
@@ -399,7 +442,12 @@ class Trainer:
             self.check_data(state, *validation_data)
             val_data, _, val_batches = self._padded(*validation_data, batch_size)
 
-        data = self._on_mesh({"inputs": x, "targets": y})
+        data = {"inputs": x, "targets": y}
+        data = self._on_mesh(data if weights is None else {**data, "weights": weights})
+        bad = [cb for cb in callbacks if not isinstance(cb, Callback)]
+        if bad:
+            raise ValueError(f"callbacks must subclass jaxnn.callbacks.Callback (as Keras's subclass "
+                             f"keras.callbacks.Callback), got {type(bad[0]).__name__}")
         callbacks = sorted(([ProgressLogger()] if verbose else []) + list(callbacks), key=lambda cb: cb.order)
         guard = jax.device_put(fresh_guard(state.params), self._replicated) if self.check_finite else {}
         run = Run(state=state, history=History(), epochs=epochs, steps_per_epoch=n // batch_size,
@@ -425,3 +473,25 @@ class Trainer:
         lr = ("lr",) if optimizers.learning_rate(state.opt_state) is not None else ()
         norms = self.per_example.log_keys if self.per_example is not None else ()
         return keys + (tuple(f"val_{k}" for k in keys) if validation else ()) + norms + lr
+
+
+def _example_weights(y, n: int, sample_weight, class_weight) -> np.ndarray | None:
+    """Per-example training weights (n,) from `sample_weight` and `class_weight`, or None without either."""
+    if sample_weight is None and class_weight is None:
+        return None
+    weights = np.ones(n, np.float32)
+    if sample_weight is not None:
+        given = np.asarray(sample_weight, np.float32)
+        if given.shape != (n,) or not np.all(np.isfinite(given)) or np.any(given < 0):
+            raise ValueError(f"sample_weight must hold one finite weight >= 0 per example, shape ({n},), got "
+                             f"{'shape ' + str(given.shape) if given.shape != (n,) else 'a negative or non-finite one'}")
+        weights *= given
+    if class_weight is not None:
+        if not isinstance(class_weight, dict) or isinstance(y, (dict, tuple, list)):
+            raise ValueError(f"class_weight must be a dict {{class id: weight}} for one array of targets, got "
+                             f"{type(class_weight).__name__} for targets of type {type(y).__name__} (with several "
+                             f"outputs, give sample_weight)")
+        weights *= np.asarray(losses.class_weights(np.asarray(y), class_weight))
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight and class_weight give every example weight 0: nothing would be learned")
+    return weights
