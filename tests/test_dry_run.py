@@ -53,7 +53,7 @@ def train_py(devices: int, *args) -> subprocess.CompletedProcess:
 ])
 def test_a_mesh_or_batch_that_cannot_be_met_is_one_line_before_any_data(tmp_path, args, line):
     proc = train_py(4, f"--workdir={tmp_path / 'run'}", "--config.dataset.data_dir=/nonexistent", *args)
-    assert (proc.returncode, proc.stderr.strip()) == (1, line)
+    assert (proc.returncode, proc.stderr.strip()) == (2, line)  # a config the mesh cannot meet: a usage error (docs/errors.md)
     assert not (tmp_path / "run").exists()
 
 
@@ -73,6 +73,6 @@ def test_dry_run_prints_memory_flops_compile_time_and_shardings_and_fails_on_a_s
     assert matmuls <= flops < 1.2 * matmuls
 
     tiny = train_py(4, "--dry_run", "--config.mesh.fsdp=4", "--device_memory_gb=1e-6", "--quiet")
-    assert tiny.returncode == 1 and tiny.stdout == ""
+    assert tiny.returncode == 2 and tiny.stdout == ""
     assert tiny.stderr.startswith("error: a train step needs ") and tiny.stderr.count("\n") == 1
     assert "GiB per device, more than --device_memory_gb=1e-06: use more fsdp devices" in tiny.stderr

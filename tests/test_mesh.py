@@ -150,7 +150,8 @@ def test_sigterm_on_one_process_stops_every_process_at_the_same_step():
     stopped = sorted(line for line in proc.stdout.splitlines() if "stopped at" in line)
     # process 1 got SIGTERM after step 7; both stop at the next log step, where the processes agree
     assert [line[:24] for line in stopped] == ["[0] stopped at step 10: ", "[1] stopped at step 10: "], proc.stdout
-    assert "Stopped by SIGTERM at step 10 (epoch 1, step 10 of 40)" in stopped[0]
+    assert "Stopped by a stop signal on another process at step 10 (epoch 1, step 10 of 40)" in stopped[0]
+    assert "Stopped by SIGTERM at step 10 (epoch 1, step 10 of 40)" in stopped[1]
 
 
 STOPPED_PEER_SCRIPT = MODEL + """

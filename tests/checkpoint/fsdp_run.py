@@ -13,10 +13,10 @@ from jaxnn.training.trainer import Trainer
 
 mode, directory = sys.argv[1], sys.argv[2]
 mesh = distributed.make_mesh(dict(data=1, fsdp=-1))
-trainer = Trainer(models.Sequential([layers.Dense(16, activation="relu"), layers.Dense(8)]), optimizer="sgd")
-abstract = jax.eval_shape(lambda: trainer.init(jax.random.key(0), (24,)))
-shardings = distributed.state_shardings(abstract, mesh, min_shard_bytes=64)
-state = jax.jit(lambda: trainer.init(jax.random.key(0), (24,)), out_shardings=shardings)()
+trainer = Trainer(models.Sequential([layers.Dense(16, activation="relu"), layers.Dense(8)]), optimizer="sgd",
+                  mesh=mesh, min_shard_bytes=64)
+state = trainer.init(jax.random.key(0), (24,))  # each leaf placed by the trainer's state_shardings
+shardings = trainer.state_shardings(state)
 rng = np.random.default_rng(0)
 x = jax.device_put(rng.normal(size=(32, 24)).astype(np.float32), distributed.batch_sharding(mesh))
 y = jax.device_put(rng.integers(0, 8, 32).astype(np.int32), distributed.batch_sharding(mesh))
