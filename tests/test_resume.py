@@ -140,6 +140,6 @@ def test_a_workdir_of_another_config_is_refused_and_left_untouched(baseline):
     before = sorted((str(p), p.stat().st_mtime_ns) for p in workdir.rglob("*"))
     proc = subprocess.run(_command(workdir, "--config.optimizer.learning_rate=0.01"), cwd=ROOT, env=_env(baseline / "xla"),
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a usage error: another run's workdir (docs/errors.md)
     assert "holds checkpoints of a different run: optimizer.learning_rate is 0.001 there and 0.01 here" in proc.stderr
     assert sorted((str(p), p.stat().st_mtime_ns) for p in workdir.rglob("*")) == before
