@@ -363,7 +363,7 @@ def test_a_full_disk_is_one_line_and_the_older_checkpoints_stay(tmp_path):
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert proc.returncode == FAILURE
         assert len(errors) == 1 and errors[0].startswith("error: no space left on the device: free some space")
-        kept = [name for name in os.listdir(small / "run" / "checkpoints") if not name.startswith(".tmp")]
-        assert kept == ["step_000000014"]  # the older checkpoint stays whole
+        kept = sorted(name for name in os.listdir(small / "run" / "checkpoints") if not name.startswith(".tmp"))
+        assert kept == ["LOCK", "step_000000014"]  # the older checkpoint stays whole (and the run's lock file)
     finally:
         subprocess.run(["umount", str(small)])
