@@ -3,7 +3,7 @@ Keras's default RMSprop, 20% validation split, 5 epochs, batch size 32.
 
     python train.py --config configs/fashion_mnist_seed.py --workdir runs/seed
 
-Measured (seed 0, 2 CPU cores): test accuracy 0.8681 after 5 epochs, 8.6 s.
+Measured (seed 0, 2 CPU cores): test accuracy 0.8671 after 5 epochs, 6.8 s.
 """
 import ml_collections
 from ml_collections import config_dict
