@@ -145,9 +145,10 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     results.update(_per_example_results(trainer, state, experiment, x_train, y_train, workdir, print_fn))
     if ckpt_cfg["save_final"]:
         variables = {"params": state.params, "model_state": state.model_state}
-        save_tree(os.path.join(workdir, "checkpoints", "final"), variables)
-        save_model(os.path.join(workdir, "model"), trainer.model, variables, input_shape=x_train.shape[1:],
-                   dtype=experiment.data_spec.input_dtype, config=config)
+        save_tree(os.path.join(workdir, "checkpoints", "final"), variables)  # every process takes part
+        if jax.process_count() == 1:  # its staging directory is per process; load_run(workdir) serves many
+            save_model(os.path.join(workdir, "model"), trainer.model, variables, input_shape=x_train.shape[1:],
+                       dtype=experiment.data_spec.input_dtype, config=config)
     return results, history
 
 
@@ -156,9 +157,10 @@ def _report(config, experiment: Experiment, trainer: Trainer, state, x_test, y_t
     report = classification_report(trainer, state, x_test, y_test, experiment.data_spec.class_names,
                                    from_logits=bool(config.loss.get("from_logits", False)),
                                    batch_size=experiment.eval["batch_size"])
-    plot_confusion_matrix(report, os.path.join(workdir, "confusion_matrix.png"))
-    if experiment.dataset["name"] in IMAGE_DATASETS:
-        plot_errors(x_test, report, os.path.join(workdir, "errors.png"))
+    if jax.process_index() == 0:  # every process computes the report (predict is collective); one writes it
+        plot_confusion_matrix(report, os.path.join(workdir, "confusion_matrix.png"))
+        if experiment.dataset["name"] in IMAGE_DATASETS:
+            plot_errors(x_test, report, os.path.join(workdir, "errors.png"))
     return {key: report[key] for key in ("per_class", "macro_avg", "confusion_matrix")}
 
 
