@@ -1,19 +1,11 @@
 """Config validation: each bad field stops with one line naming it, before any data or file."""
-import importlib.util
-import pathlib
 
 import pytest
 
 from jaxnn.config import build
+from config_files import load_config, set_field
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-
-def load_config(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 @pytest.mark.parametrize("name", ["fashion_mnist_mlp", "fashion_mnist_seed"])
@@ -37,15 +29,6 @@ def test_seed_config_is_exactly_the_seed_model():
     del jax
 
 
-def _set(config, path, value):
-    *parents, leaf = path.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    with config.unlocked():
-        node[leaf] = value
-    return config
-
 
 @pytest.mark.parametrize("path,value,match", [
     ("model.layers", [{"type": "Dense2", "units": 3}], "unknown layer 'Dense2'; known: .*Dense"),
@@ -63,12 +46,12 @@ def _set(config, path, value):
     ("train.metrics", ("accuracy", "acc2"), "unknown metric 'acc2'"),
 ])
 def test_bad_fields_are_named(path, value, match):
-    config = _set(load_config("fashion_mnist_seed"), path, value)
+    config = set_field(load_config("fashion_mnist_seed"), path, value)
     with pytest.raises(ValueError, match=match):
         build(config)
 
 
 def test_unknown_model_field_lists_the_allowed_ones():
-    config = _set(load_config("fashion_mnist_mlp"), "model.hiden_units", (10,))
+    config = set_field(load_config("fashion_mnist_mlp"), "model.hiden_units", (10,))
     with pytest.raises(ValueError, match="unknown field model.hiden_units; allowed: hidden_units, activation"):
         build(config)

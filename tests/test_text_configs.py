@@ -1,8 +1,6 @@
 """The text configs: exact seed models, end to end through `run` on TFDS mock data, and their errors."""
-import importlib.util
 import json
 import math
-import pathlib
 
 import pytest
 import tensorflow_datasets as tfds
@@ -10,16 +8,10 @@ import tensorflow_datasets as tfds
 from jaxnn import data, summary
 from jaxnn.config import build
 from jaxnn.runner import run
+from config_files import load_config
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEXT_CONFIGS = ["imdb_multihot", "imdb_lstm", "news_onehot", "news_sparse"]
 
-
-def load_config(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def tiny(config, **dataset):

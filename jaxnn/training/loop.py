@@ -334,11 +334,9 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
     run.call("on_epoch_begin", run.epoch)
     perm = epoch_permutation(run.state.key, run.epoch, num_examples) if shuffle else jnp.arange(num_examples)
     in_flight, step_hooks = StepsInFlight(), run.hooks["on_step_end"]
+    paused = watchdog.paused if watchdog is not None else contextlib.nullcontext
     for i in range(run.position, run.steps_per_epoch):
-        if watchdog is not None and i == run.position:  # the first call compiles
-            with watchdog.paused():
-                run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, i)
-        else:
+        with paused() if i == run.position else contextlib.nullcontext():  # the first call compiles
             run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, i)
         run.step, run.position = run.step + 1, i + 1
         in_flight.push(run.totals)
@@ -350,13 +348,9 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
                 return
             logs = results(metrics, jax.device_get(run.totals))
             run.call("on_log", logs)
-        if watchdog is None:
+        with paused():  # callbacks may checkpoint
             for hook in step_hooks:
                 hook(run, i)
-        else:
-            with watchdog.paused():
-                for hook in step_hooks:
-                    hook(run, i)
         if run.stop_training or sigterm.stop(sync_point=log_step):
             return
     _stopped_nonfinite(run)

@@ -1,21 +1,13 @@
 """The classify task with `train.per_example`: DP-SGD with epsilon in the results, the norm quantiles in the
 History, the largest-gradient listing in the workdir; bad fields and BatchNormalization stop before any I/O."""
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
 from jaxnn.runner import run
+from config_files import load_config
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-
-def load_config(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def small_config(**per_example):

@@ -1,8 +1,6 @@
 """GAN: the one jitted step against a hand-written reference, purity, compile count, sample grids, the gan task."""
-import importlib.util
 import json
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +15,8 @@ from jaxnn.runner import run
 from jaxnn.tasks import load_gan
 from jaxnn.tasks.gan_model import GAN, image_grid, save_image_grid
 from jaxnn.training.state import STEP_STREAM, derive_key
+from config_files import load_config, set_field
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 LATENT, SHAPE, BATCH = 4, (6, 6, 1), 8
 
 
@@ -175,16 +173,10 @@ def test_image_grid_layout_by_hand(tmp_path):
     np.testing.assert_allclose(png[..., :3], np.repeat(image_grid(images, cols=2), 3, axis=-1), atol=1 / 255)
 
 
-def load_config():
-    spec = importlib.util.spec_from_file_location("fashion_mnist_gan", ROOT / "configs" / "fashion_mnist_gan.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
 
 def small_config():
     """The real config on 128 training images with a small MLP generator: seconds, through the real data path."""
-    config = load_config()
+    config = load_config("fashion_mnist_gan")
     config.dataset.train_split = "train[:128]"
     config.model.latent_dim = 8
     config.model.generator.layers = [dict(type="Dense", units=32), dict(type="BatchNormalization"),
@@ -227,13 +219,7 @@ def test_gan_task_end_to_end(tmp_path):
     ("sample", {}, "unknown config section 'sample'"),
 ])
 def test_bad_gan_fields_stop_before_any_file(path, value, match, tmp_path):
-    config = small_config()
-    *parents, leaf = path.split(".")
-    node = config
-    for key in parents:
-        node = node[key]
-    with config.unlocked():
-        node[leaf] = value
+    config = set_field(small_config(), path, value)
     workdir = tmp_path / "gan"
     with pytest.raises(ValueError, match=match) as info:
         run(config, str(workdir), print_fn=None)

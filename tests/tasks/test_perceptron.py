@@ -1,5 +1,4 @@
 """Rosenblatt's perceptron against a numpy loop and a hand trace; logic gates; the perceptron configs end to end."""
-import importlib.util
 import json
 import os
 import pathlib
@@ -13,15 +12,10 @@ import pytest
 from jaxnn.data import toy
 from jaxnn.runner import run
 from jaxnn.tasks import perceptron_rule as perceptron
+from config_files import load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-
-def load_config(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def numpy_perceptron(x, y, epochs, lr, orders=None):

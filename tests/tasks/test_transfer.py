@@ -1,8 +1,6 @@
 """The transfer task: models sharing layers by name, class subsets, freezing, the config end to end, bad fields."""
-import importlib.util
 import json
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +11,8 @@ import pytest
 from jaxnn import Model, Trainer, data, transfer
 from jaxnn.runner import run
 from jaxnn.tasks.transfer import _class_subset, transfer_models
+from config_files import load_config, set_field
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = [dict(type="Conv2D", filters=2, kernel_size=3, name="conv_1"), dict(type="Flatten"),
          dict(type="Dense", units=4, activation="relu", name="features")]
 
@@ -67,16 +65,10 @@ def test_frozen_base_stays_bit_identical_while_the_head_learns():
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
-def load_config():
-    spec = importlib.util.spec_from_file_location("fashion_mnist_transfer", ROOT / "configs" / "fashion_mnist_transfer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
 
 def small_config():
     """The real config on 1,500 training and 500 test images, a few steps per phase."""
-    config = load_config()
+    config = load_config("fashion_mnist_transfer")
     config.dataset.train_split, config.dataset.test_split = "train[:1500]", "test[:500]"
     config.dataset.base_examples, config.dataset.target_examples = 256, 64
     config.pretrain.epochs = 1
@@ -135,13 +127,7 @@ def test_the_task_catches_a_frozen_parameter_that_moved(tmp_path, monkeypatch):
     ("scratch", {}, "unknown config section 'scratch'"),
 ])
 def test_bad_transfer_fields_stop_before_any_file(path, value, match, tmp_path):
-    config = small_config()
-    *parents, leaf = path.split(".")
-    node = config
-    for key in parents:
-        node = node[key]
-    with config.unlocked():
-        node[leaf] = value
+    config = set_field(small_config(), path, value)
     workdir = tmp_path / "transfer"
     with pytest.raises(ValueError, match=match) as info:
         run(config, str(workdir), print_fn=None)

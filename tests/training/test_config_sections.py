@@ -1,7 +1,5 @@
 """The train/optimizer/checkpoint config sections: defaults, bad fields named, schedules sized to the run,
 and the fingerprint that decides whether a workdir's checkpoints belong to this run."""
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -9,29 +7,14 @@ import pytest
 from jaxnn import optimizers
 from jaxnn.config import CHECKPOINT_DEFAULTS, TRAIN_DEFAULTS, build, fingerprint
 from jaxnn.tasks.classify import build_trainer
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _config(name="fashion_mnist_mlp"):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from config_files import load_config, set_field
 
 
-def _set(config, path, value):
-    *parents, leaf = path.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    with config.unlocked():
-        node[leaf] = value
-    return config
+
 
 
 def test_configs_without_the_new_fields_get_the_defaults():
-    config = _config()
+    config = load_config("fashion_mnist_mlp")
     with config.unlocked():
         config.train = {"epochs": 2, "batch_size": 64}
         config.checkpoint = {}
@@ -57,16 +40,16 @@ def test_configs_without_the_new_fields_get_the_defaults():
 ])
 def test_bad_fields_are_named(path, value, match):
     with pytest.raises(ValueError, match=match):
-        build(_set(_config(), path, value))
+        build(set_field(load_config("fashion_mnist_mlp"), path, value))
 
 
 def test_the_schedule_spans_the_run_and_options_reach_the_trainer():
-    config = _config()
-    _set(config, "optimizer.schedule", {"name": "warmup_cosine", "warmup_steps": 10})
-    _set(config, "optimizer.global_clipnorm", 1.0)
-    _set(config, "train.precision", "mixed_bfloat16")
-    _set(config, "train.accumulate_steps", 4)
-    _set(config, "train.check_finite", True)
+    config = load_config("fashion_mnist_mlp")
+    set_field(config, "optimizer.schedule", {"name": "warmup_cosine", "warmup_steps": 10})
+    set_field(config, "optimizer.global_clipnorm", 1.0)
+    set_field(config, "train.precision", "mixed_bfloat16")
+    set_field(config, "train.accumulate_steps", 4)
+    set_field(config, "train.check_finite", True)
     trainer = build_trainer(build(config), total_steps=100)
     assert (trainer.policy.name, trainer.accumulate_steps, trainer.check_finite) == ("mixed_bfloat16", 4, True)
     params = {"w": np.ones(2, np.float32)}
@@ -79,10 +62,10 @@ def test_the_schedule_spans_the_run_and_options_reach_the_trainer():
 
 
 def test_the_fingerprint_ignores_what_does_not_change_the_numbers():
-    base = fingerprint(_config())
+    base = fingerprint(load_config("fashion_mnist_mlp"))
     for path, value in [("checkpoint.every_steps", 7), ("eval.batch_size", 10), ("train.log_every_steps", 3),
                         ("train.tensorboard", False), ("dataset.data_dir", "/elsewhere")]:
-        assert fingerprint(_set(_config(), path, value)) == base, path
+        assert fingerprint(set_field(load_config("fashion_mnist_mlp"), path, value)) == base, path
     for path, value in [("optimizer.learning_rate", 0.01), ("train.epochs", 3), ("seed", 1),
                         ("train.accumulate_steps", 2)]:
-        assert fingerprint(_set(_config(), path, value)) != base, path
+        assert fingerprint(set_field(load_config("fashion_mnist_mlp"), path, value)) != base, path
