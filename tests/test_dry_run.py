@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from jaxnn.config import build
-from test_config import _set, load_config
+from config_files import load_config, set_field
 from test_distributed import ROOT
 
 
@@ -25,7 +25,7 @@ from test_distributed import ROOT
 ])
 def test_bad_mesh_and_distributed_fields_are_one_line(path, value, match):
     with pytest.raises(ValueError, match=match):
-        build(_set(load_config("fashion_mnist_seed"), path, value))
+        build(set_field(load_config("fashion_mnist_seed"), path, value))
 
 
 def test_configs_without_mesh_sections_run_on_one_device():
