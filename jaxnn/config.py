@@ -40,6 +40,7 @@ TRAIN_DEFAULTS = dict(
     check_finite=False,          # NaN/inf loss or gradient stops at that step, naming the parameter
     terminate_on_nan=True,       # stop when the running loss is NaN/inf (checked at each log)
     log_every_steps=50,          # steps between fetches of the running metrics
+    steps_per_dispatch="auto",   # train steps per compiled call (a fused chunk); "auto": ~0.1 s a dispatch
     # Per-example gradients (training/per_example.py): DP-SGD clipping + noise, norm quantiles per epoch,
     # the privacy spent (epsilon at delta, 0: 1/examples) and the k largest-gradient examples listed after training.
     per_example=dict(clip_norm=0.0, noise_multiplier=0.0, quantiles=False, delta=0.0, list_largest=0),
@@ -62,7 +63,7 @@ MESH_DEFAULTS = dict(**distributed.MESH_DEFAULTS, rules=(), min_shard_bytes=dist
 DISTRIBUTED_DEFAULTS = dict(initialization_timeout_s=300.0, heartbeat_timeout_s=30.0, watchdog_s=600.0)
 # Fields that do not change what is computed: a resumed run may differ in these (the mesh only rounds differently).
 _NOT_FINGERPRINTED = {"eval": None, "checkpoint": None, "mesh": None, "distributed": None,
-                      "train": ("log_every_steps", "tensorboard", "histogram_freq"), "dataset": ("data_dir",)}
+                      "train": ("log_every_steps", "steps_per_dispatch", "tensorboard", "histogram_freq"), "dataset": ("data_dir",)}
 SECTIONS = ("task", "seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint", "mesh",
             "distributed")
 REQUIRED_SECTIONS = ("dataset", "model", "loss", "optimizer", "train")  # the others have defaults
@@ -305,6 +306,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
 
 def _check_train_options(train: dict) -> None:
     """The loop options of the train section: one line naming a bad field."""
+    from jaxnn.training.dispatch import check_steps_per_dispatch
     from jaxnn.training.precision import POLICIES
 
     accumulate = validation.positive_int("train.accumulate_steps", train["accumulate_steps"])
@@ -314,6 +316,7 @@ def _check_train_options(train: dict) -> None:
     if train["precision"] not in POLICIES:
         raise ValueError(f"train.precision must be one of {', '.join(POLICIES)}, got {train['precision']!r}")
     validation.positive_int("train.log_every_steps", train["log_every_steps"])
+    check_steps_per_dispatch(train["steps_per_dispatch"], "train.steps_per_dispatch")
     validation.non_negative_int("train.histogram_freq", train["histogram_freq"])
     for section in ("early_stopping", "reduce_lr_on_plateau"):
         validation.non_negative_int(f"train.{section}.patience", train[section]["patience"])

@@ -129,7 +129,7 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         state, x_train, y_train, epochs=train["epochs"], batch_size=train["batch_size"],
         validation_split=train["validation_split"], shuffle=train["shuffle"],
         callbacks=_callbacks(train, workdir, checkpointer), verbose=int(print_fn is not None),
-        log_every_steps=train["log_every_steps"],
+        log_every_steps=train["log_every_steps"], steps_per_dispatch=train["steps_per_dispatch"],
         watchdog_s=(experiment.distributed["watchdog_s"] or None) if jax.process_count() > 1 else None,
     )
     if history.nonfinite is not None:

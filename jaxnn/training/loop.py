@@ -31,6 +31,7 @@ import dataclasses
 import inspect
 import signal
 import threading
+import time
 from typing import Any, Callable, Sequence
 
 import jax
@@ -39,6 +40,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jaxnn import checkpoint as ckpt, distributed, optimizers
+from jaxnn.training.dispatch import AUTO, ChunkSizes
 from jaxnn.training.guard import NonFinite, decode_guard
 from jaxnn.training.history import History
 from jaxnn.training.state import epoch_permutation
@@ -125,6 +127,7 @@ class Callback:
 
     order = 0
     monitor: str | None = None
+    every_steps: int = 0  # > 0: acts every `every_steps` global steps, so fused chunks end at its multiples
     run: Run | None = None  # the live run, set by the fit loop
 
     def on_train_begin(self, run: Run) -> None: ...
@@ -272,10 +275,12 @@ class SigtermFlag:
 
 
 def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequence, validate: Callable | None,
-             num_examples: int, shuffle: bool, log_every_steps: int, watchdog_s: float | None = None) -> None:
+             num_examples: int, shuffle: bool, log_every_steps: int, watchdog_s: float | None = None,
+             steps_per_dispatch=AUTO) -> None:
     """Run `run.epochs` epochs of `step` with the callbacks' hooks; raises TrainingInterrupted after a SIGTERM.
 
-    `step(state, totals, guard, perm, index)` runs the batch `perm[index*b:(index+1)*b]`;
+    `step(state, totals, guard, perm, index, count)` runs the `count` batches from
+    `perm[index*b:(index+1)*b]` on as one call (`steps_per_dispatch`: see `dispatch`);
     `zero_totals(state)` gives an epoch's starting statistics; `validate(state)`
     the validation logs (without the `val_` prefix) of an epoch end. In a multi-process
     run a failed collective ends the process with one line naming the step, and with
@@ -295,8 +300,9 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
         paused = watchdog.paused if watchdog is not None else contextlib.nullcontext
         with paused():
             run.call("on_train_begin")
+        sizes = ChunkSizes(steps_per_dispatch, run.steps_per_epoch)
         while run.epoch < run.epochs and not run.stop_training and not sigterm.stopped:
-            _fit_epoch(run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog)
+            _fit_epoch(run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog, sizes)
             if run.stop_training or sigterm.stop(sync_point=True):
                 break
             with paused():
@@ -329,20 +335,37 @@ def _end_epoch(run: Run, metrics, validate, zero_totals) -> None:
     run.totals = zero_totals(run.state)
 
 
-def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog) -> None:
-    """The steps of `run.epoch` from `run.position` on; stops early on SIGTERM, a stop request or NaN."""
+def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog,
+               sizes: ChunkSizes) -> None:
+    """The chunks of `run.epoch` from `run.position` on; stops early on SIGTERM, a stop request or NaN.
+
+    A chunk ends at the epoch's end and at every multiple of a callback's `every_steps`;
+    the logs, `on_step_end` (with the chunk's last batch index, as Keras's
+    `steps_per_execution`) and the stop checks follow each chunk.
+    """
     run.call("on_epoch_begin", run.epoch)
     perm = epoch_permutation(run.state.key, run.epoch, num_examples) if shuffle else jnp.arange(num_examples)
     in_flight, step_hooks = StepsInFlight(), run.hooks["on_step_end"]
     paused = watchdog.paused if watchdog is not None else contextlib.nullcontext
-    for i in range(run.position, run.steps_per_epoch):
-        with paused() if i == run.position else contextlib.nullcontext():  # the first call compiles
-            run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, i)
-        run.step, run.position = run.step + 1, i + 1
+    every = [cb.every_steps for cb in run.callbacks if cb.every_steps]
+    first = run.position
+    while run.position < run.steps_per_epoch:
+        count = min(sizes.size, run.steps_per_epoch - run.position,
+                    *(n - run.step % n for n in every))
+        probing, timed = sizes.probing, sizes.timed
+        if timed:
+            jax.block_until_ready(run.totals)
+            started = time.perf_counter()
+        with paused() if run.position == first else contextlib.nullcontext():  # the first call compiles
+            run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, run.position, count)
+            if probing:
+                jax.block_until_ready(run.totals)
+                sizes.observe(count, time.perf_counter() - started if timed else None)
+        run.step, run.position = run.step + count, run.position + count
         in_flight.push(run.totals)
         if watchdog is not None:
             watchdog.beat()
-        log_step = run.step % log_every_steps == 0
+        log_step = run.step // log_every_steps > (run.step - count) // log_every_steps
         if log_step:
             if _stopped_nonfinite(run):
                 return
@@ -350,7 +373,7 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
             run.call("on_log", logs)
         with paused():  # callbacks may checkpoint
             for hook in step_hooks:
-                hook(run, i)
+                hook(run, run.position - 1)
         if run.stop_training or sigterm.stop(sync_point=log_step):
             return
     _stopped_nonfinite(run)

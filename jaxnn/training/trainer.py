@@ -45,6 +45,7 @@ from jaxnn.layers.base import Layer
 from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.models.children import has_frozen, trainable_mask
 from jaxnn.training.callbacks import ProgressLogger
+from jaxnn.training.dispatch import AUTO, check_steps_per_dispatch
 from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
 from jaxnn.training.inputs import check_inputs, check_labels
@@ -236,7 +237,8 @@ class Trainer:
     def _build_fit(self, shardings):
         train_step = self._make_train_step()
 
-        def fit_step(state, totals, guard, data, perm, index, batch_size):
+        def one_step(index, carry, data, perm, batch_size):
+            state, totals, guard = carry
             idx = self._rows(jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size))
             batch = self._rows(jax.tree_util.tree_map(lambda a: a[idx], data))  # in bounds: idx comes from perm
             if not self.check_finite:
@@ -248,9 +250,15 @@ class Trainer:
             guard = fold_guard(guard, step, stats.pop("nonfinite"))
             return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
 
+        def fit_chunk(state, totals, guard, data, perm, start, count, batch_size):
+            """Steps `start, ..., start + count - 1` of the epoch in one call. The count is a traced loop
+            bound, so every chunk length (1, the fused K, an epoch's shorter last chunk) runs one program."""
+            body = functools.partial(one_step, data=data, perm=perm, batch_size=batch_size)
+            return jax.lax.fori_loop(start, start + count, body, (state, totals, guard))
+
         rep = self._replicated
-        return jax.jit(fit_step, static_argnums=6, donate_argnums=0,
-                       in_shardings=(shardings, rep, rep, rep, rep, rep), out_shardings=(shardings, rep, rep))
+        return jax.jit(fit_chunk, static_argnums=7, donate_argnums=0,
+                       in_shardings=(shardings, rep, rep, rep, rep, rep, rep), out_shardings=(shardings, rep, rep))
 
     def _build_eval(self, shardings):
         eval_step = self._make_eval_step()
@@ -403,7 +411,7 @@ class Trainer:
             validation_data: tuple | None = None, validation_split: float = 0.0, shuffle: bool = True,
             callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
             log_every_steps: int = LOG_EVERY_STEPS, class_weight: dict | None = None, sample_weight=None,
-            watchdog_s: float | None = None):
+            watchdog_s: float | None = None, steps_per_dispatch: int | str = AUTO):
         """Train for `epochs`; returns `(state, History)` with Keras's keys per epoch (and `lr`).
 
         Each epoch is shuffled from the state's key and the epoch number, so the
@@ -422,6 +430,7 @@ class Trainer:
         epochs = validation.positive_int("epochs", epochs)
         batch_size = self._batch_size(batch_size)
         log_every_steps = validation.positive_int("log_every_steps", log_every_steps)
+        steps_per_dispatch = check_steps_per_dispatch(steps_per_dispatch)
         if batch_size % self.accumulate_steps:
             raise ValueError(f"batch_size {batch_size} must be a multiple of accumulate_steps {self.accumulate_steps}")
         if not 0.0 <= validation_split < 1.0:
@@ -456,8 +465,8 @@ class Trainer:
 
         fit_step = self._compiled("fit", state)
 
-        def step(state, totals, guard, perm, index):
-            return fit_step(state, totals, guard, data, perm, index, batch_size)
+        def step(state, totals, guard, perm, index, count):
+            return fit_step(state, totals, guard, data, perm, index, count, batch_size)
 
         def validate(state):
             return self._evaluate_padded(state, val_data, val_batches, batch_size)
@@ -465,7 +474,7 @@ class Trainer:
         fit_loop(run, step, lambda state: self._zero_stats(state, data, batch_size, True),
                  metrics=self.metric_objects,
                  validate=validate if validation_data is not None else None, num_examples=n, shuffle=shuffle,
-                 log_every_steps=log_every_steps, watchdog_s=watchdog_s)
+                 log_every_steps=log_every_steps, watchdog_s=watchdog_s, steps_per_dispatch=steps_per_dispatch)
         return run.state, run.history
 
     def _log_keys(self, state, validation: bool) -> tuple[str, ...]:

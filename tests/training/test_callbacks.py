@@ -57,15 +57,16 @@ def test_history_lr_follows_the_schedule():
     np.testing.assert_allclose(history.history["lr"], [0.1, 0.05, 0.025], rtol=1e-6)
 
 
-def test_terminate_on_nan_stops_at_the_next_log():
+@pytest.mark.parametrize("steps_per_dispatch, stop_step", [(1, 5), (4, 8)])  # fused: the first chunk end after it
+def test_terminate_on_nan_stops_at_the_next_log(steps_per_dispatch, stop_step):
     x, y = blobs(320)
     x[100, 1] = np.inf
     trainer = classifier()
     _, history = trainer.fit(trainer.init(0, (2,)), x, y, epochs=3, batch_size=32, shuffle=False, verbose=0,
-                             callbacks=[TerminateOnNaN()], log_every_steps=5)
-    assert history.epoch == [] and history.stop_reason == "non-finite loss (nan) by step 5 (epoch 1)"
+                             callbacks=[TerminateOnNaN()], log_every_steps=5, steps_per_dispatch=steps_per_dispatch)
+    assert history.epoch == [] and history.stop_reason == f"non-finite loss (nan) by step {stop_step} (epoch 1)"
     found = history.nonfinite
-    assert (found.step, found.epoch, found.exact, np.isnan(found.loss)) == (5, 0, False, True)
+    assert (found.step, found.epoch, found.exact, np.isnan(found.loss)) == (stop_step, 0, False, True)
 
 
 def test_a_monitor_the_run_never_produces_fails_before_any_step():
@@ -91,7 +92,8 @@ def test_csv_logger_writes_the_history(tmp_path):
 def test_tensorboard_files_are_readable_by_tensorflow(tmp_path):
     import tensorflow as tf
 
-    state, history = fit(classifier(), [TensorBoard(tmp_path / "tb")], epochs=2, log_every_steps=5)
+    state, history = fit(classifier(), [TensorBoard(tmp_path / "tb")], epochs=2, log_every_steps=5,
+                         steps_per_dispatch=1)  # a log at every 5th step exactly
     scalars, histograms = {}, {}
     for path in (tmp_path / "tb").iterdir():
         for event in tf.compat.v1.train.summary_iterator(str(path)):

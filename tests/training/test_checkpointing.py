@@ -32,18 +32,24 @@ def _resumable(directory, extra=()):
 
 
 def _sigterm_at(step):
-    def maybe_kill(run, batch):
-        if run.step == step:
-            os.kill(os.getpid(), signal.SIGTERM)
+    sent = []
+
+    def maybe_kill(run, batch):  # once the run has passed `step` (a fused chunk may end after it)
+        if run.step >= step and not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))
 
     return LambdaCallback(on_step_end=maybe_kill)
 
 
-@pytest.mark.parametrize("stop_step", [7, 15, 37])  # mid-epoch 1, the end of epoch 1, mid-epoch 3
-def test_sigterm_saves_and_a_resumed_fit_is_bit_identical(tmp_path, stop_step):
+# Mid-epoch 1, the end of epoch 1, mid-epoch 3; one step per dispatch, and fused chunks of 3 (cut at the
+# checkpoint's every 5 steps: 3, 5, 8, 10, 13, 15 | 18, 20, ...), where SIGTERM stops at the chunk's end.
+@pytest.mark.parametrize("stop_step, steps_per_dispatch, stopped_at", [
+    (7, 1, 7), (15, 1, 15), (37, 1, 37), (7, 3, 8), (15, 3, 15), (37, 3, 38)])
+def test_sigterm_saves_and_a_resumed_fit_is_bit_identical(tmp_path, stop_step, steps_per_dispatch, stopped_at):
     whole_state, whole_history = fit(classifier(), _resumable(tmp_path / "whole"), epochs=3)
-    with pytest.raises(TrainingInterrupted, match=f"Stopped by SIGTERM at step {stop_step} .*checkpoint saved to"):
-        fit(classifier(), _resumable(tmp_path / "cut", [_sigterm_at(stop_step)]), epochs=3)
+    with pytest.raises(TrainingInterrupted, match=f"Stopped by SIGTERM at step {stopped_at} .*checkpoint saved to"):
+        fit(classifier(), _resumable(tmp_path / "cut", [_sigterm_at(stop_step)]), epochs=3,
+            steps_per_dispatch=steps_per_dispatch)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after fit
     state, history = fit(classifier(), _resumable(tmp_path / "cut"), epochs=3)
     assert history.history == whole_history.history

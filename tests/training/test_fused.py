@@ -1,0 +1,99 @@
+"""Fused steps (`steps_per_dispatch`): K steps per compiled call give the History and parameters of one step
+per call bit for bit, under every option of the step; chunks end where callbacks need them; "auto" sizes them."""
+import jax
+import numpy as np
+import pytest
+from fit_helpers import blobs, classifier, fit, params
+
+from jaxnn import Dense, Dropout, Sequential, Trainer, optimizers
+from jaxnn.training import dispatch
+from jaxnn.training.callbacks import LambdaCallback
+from jaxnn.training.guard import NonFinite
+
+
+def _same(a, b):
+    (state_a, history_a), (state_b, history_b) = a, b
+    assert history_a.history == history_b.history
+    assert int(state_a.step) == int(state_b.step)
+    for x, y in zip(jax.tree_util.tree_leaves((state_a.params, state_a.opt_state, state_a.model_state)),
+                    jax.tree_util.tree_leaves((state_b.params, state_b.opt_state, state_b.model_state))):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(accumulate_steps=4),
+    dict(policy="mixed_float16"),
+    dict(check_finite=True),
+    dict(per_example=dict(clip_norm=1.0, noise_multiplier=0.5)),
+], ids=["plain", "accumulate", "mixed_float16", "check_finite", "dp_sgd"])
+def test_fused_chunks_give_the_per_step_history_and_state_bit_for_bit(options):
+    # 480 training examples / 32 = 15 steps an epoch: chunks of 4 end with a shorter one (3) every epoch.
+    runs = [fit(classifier(**options), epochs=3, steps_per_dispatch=k) for k in (1, 4, 15, "auto")]
+    for other in runs[1:]:
+        _same(runs[0], other)
+
+
+def test_sample_weights_and_no_shuffle_fused():
+    x, y = blobs(300)
+    weights = np.linspace(0.5, 2, 300).astype(np.float32)
+    trainer = classifier()
+    runs = [trainer.fit(trainer.init(0, (2,)), x, y, epochs=2, batch_size=32, sample_weight=weights, shuffle=False,
+                        verbose=0, steps_per_dispatch=k) for k in (1, 5)]
+    _same(*runs)
+
+
+def test_check_finite_names_the_exact_step_inside_a_chunk():
+    x, y = blobs(320)
+    x[6 * 32 + 3, 1] = np.nan  # step 6 (no shuffling) is the first bad one, inside the chunk of steps 4..7
+    trainer = Trainer(Sequential([Dense(16, "tanh"), Dense(3, "softmax")]),
+                      optimizer=optimizers.get("sgd", learning_rate=0.1), check_finite=True)
+    state, history = trainer.fit(trainer.init(0, (2,)), x, y, epochs=2, batch_size=32, shuffle=False, verbose=0,
+                                 steps_per_dispatch=4)
+    assert history.nonfinite == NonFinite(step=6, epoch=0, what="gradient and loss", path="dense/bias")
+    ref, _ = trainer.fit(trainer.init(0, (2,)), x[:6 * 32], y[:6 * 32], epochs=1, batch_size=32, shuffle=False,
+                         verbose=0, steps_per_dispatch=1)
+    for a, b in zip(params(state), params(ref)):  # the last good parameters: those after step 5
+        np.testing.assert_array_equal(a, b)
+
+
+def test_chunks_end_at_epoch_ends_and_at_every_steps_multiples():
+    seen = []
+    every_seven = LambdaCallback(on_step_end=lambda run, batch: seen.append((run.step, batch)))
+    every_seven.every_steps = 7
+    fit(classifier(), [every_seven], epochs=2, steps_per_dispatch=5)  # 15 steps an epoch
+    assert seen == [(5, 4), (7, 6), (12, 11), (14, 13), (15, 14),
+                    (20, 4), (21, 5), (26, 10), (28, 12), (30, 14)]
+
+
+def test_the_step_compiles_once_for_every_chunk_length():
+    trainer = classifier()
+    state, _ = fit(trainer, epochs=2, steps_per_dispatch=4)  # chunks of 4 and 3
+    state, _ = fit(trainer, epochs=1, steps_per_dispatch=1)
+    assert trainer._compiled("fit", state)._cache_size() == 1
+
+
+def test_auto_picks_k_for_a_tenth_of_a_second_capped_at_the_epoch():
+    sizes = dispatch.ChunkSizes("auto", steps_per_epoch=1000)
+    assert (sizes.size, sizes.probing, sizes.timed) == (dispatch.PROBE_STEPS, True, False)
+    sizes.observe(dispatch.PROBE_STEPS, None)  # the compiling chunk: not timed
+    assert sizes.timed
+    sizes.observe(dispatch.PROBE_STEPS, 0.004)  # 0.5 ms a step -> 200 steps in 0.1 s
+    assert (sizes.size, sizes.probing) == (200, False)
+    fast = dispatch.ChunkSizes("auto", steps_per_epoch=60)
+    fast.observe(8, None)
+    fast.observe(8, 1e-4)
+    assert fast.size == 60
+    fixed = dispatch.ChunkSizes(3, steps_per_epoch=60)
+    assert (fixed.size, fixed.probing) == (3, False)
+
+
+@pytest.mark.parametrize("value", [0, -2, 2.5, "fast", True])
+def test_bad_steps_per_dispatch_is_one_line(value):
+    with pytest.raises(ValueError, match=f'steps_per_dispatch must be a positive integer or "auto", got {value!r}'):
+        fit(classifier(), epochs=1, steps_per_dispatch=value)
+
+
+def test_dropout_keys_follow_the_step_not_the_chunk():
+    trainer = Trainer(Sequential([Dense(32, "relu"), Dropout(0.5), Dense(3, "softmax")]))
+    _same(fit(trainer, epochs=2, steps_per_dispatch=1), fit(trainer, epochs=2, steps_per_dispatch=6))
