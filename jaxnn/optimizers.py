@@ -180,19 +180,29 @@ def learning_rate(opt_state):
 
 def set_learning_rate(opt_state, value):
     """`opt_state` with a new constant learning rate; ValueError if it follows a schedule or isn't exposed."""
-    states = [s for s in _hyperparams_states(opt_state) if "learning_rate" in s.hyperparams]
+    return set_hyperparam(opt_state, "learning_rate", value)
+
+
+def set_hyperparam(opt_state, name: str, value):
+    """`opt_state` with the injected hyperparameter `name` (e.g. "learning_rate") set to `value` (an array of
+    the hyperparameter's shape: one value per member for an ensemble); ValueError if it follows a schedule or
+    the optimizer does not inject it."""
+    states = [s for s in _hyperparams_states(opt_state) if name in s.hyperparams]
+    said = name.replace("_", " ")
     if not states:
-        raise ValueError("the optimizer does not expose its learning rate: build it by name "
+        raise ValueError(f"the optimizer does not expose its {said}: build it by name "
                          "(jaxnn.optimizers.get) or wrap it in optax.inject_hyperparams")
-    if "learning_rate" in states[0].hyperparams_states:
-        raise ValueError("the learning rate follows a schedule and cannot be set (ReduceLROnPlateau needs a constant one)")
+    if name in states[0].hyperparams_states:
+        raise ValueError(f"the {said} follows a schedule and cannot be set (ReduceLROnPlateau and sweeps need "
+                         "a constant one)")
     target = states[0]
+    old = target.hyperparams[name]
+    value = jax.numpy.asarray(value, old.dtype)
+    if value.shape != old.shape:
+        raise ValueError(f"{name} must have shape {old.shape} (one value per member), got {value.shape}")
 
     def replace(s):
-        if s is not target:
-            return s
-        lr = s.hyperparams["learning_rate"]
-        return s._replace(hyperparams={**s.hyperparams, "learning_rate": jax.numpy.asarray(value, lr.dtype)})
+        return s._replace(hyperparams={**s.hyperparams, name: value}) if s is target else s
 
     return jax.tree_util.tree_map(replace, opt_state, is_leaf=lambda x: x is target)
 
