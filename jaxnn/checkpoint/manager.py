@@ -1,11 +1,13 @@
 """`step_<n>` checkpoints of one run in one directory: locked, saved asynchronously, pruned, restored newest-valid.
 
 Saving: every process calls `save`; the training thread waits only while the arrays are fingerprinted
-on the devices and copied to host memory, then orbax writes them in the background (its async
-checkpointer). Once orbax has committed, process 0 writes the sealed `meta.json` and then drops the
-checkpoints no longer kept (the last `keep` complete ones plus the best by `metric`). A failed write is
-raised at the next `save` or at `wait` as one line. Nothing is written without the directory's lock
-(`lock.py`); the leftovers of a killed save or prune are cleaned only under it.
+and copied on the devices (the next step donates the originals). A background thread hands the copies
+to orbax's async checkpointer, whose start (copying them to host memory: most of a small state's
+blocked time, bench/RESULTS.md) then overlaps the steps, and orbax writes them in its own thread; the
+copies stay on the devices until the write is done. Once orbax has committed, process 0 writes the
+sealed `meta.json` and then drops the checkpoints no longer kept (the last `keep` complete ones plus
+the best by `metric`). A failed write is raised at the next `save` or at `wait` as one line. Nothing
+is written without the directory's lock (`lock.py`); the leftovers of a killed save or prune are cleaned only under it.
 
 Restoring takes the newest checkpoint that verifies (its `meta.json` sealed, every array's fingerprint
 equal), warning about each one skipped, onto the shardings the caller's targets name.
@@ -18,6 +20,7 @@ import shutil
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import validation
@@ -96,8 +99,8 @@ class CheckpointManager:
         return min(scored)[1] if scored else None
 
     def save(self, step: int, tree, meta: dict | None = None, metric: float | None = None) -> str:
-        """Start saving checkpoint `step` (returns once the arrays are on the host); NonFiniteStateError if
-        `tree` holds NaN/inf, CheckpointWriteError if this save or the previous one failed."""
+        """Start saving checkpoint `step` (returns once the arrays are copied on the devices); NonFiniteStateError
+        if `tree` holds NaN/inf, CheckpointWriteError if the previous save failed."""
         record, arrays = store.prepare(tree, {**(meta or {}), "step": int(step), "metric": metric})
         self.wait()
         self.lock()
@@ -107,22 +110,19 @@ class CheckpointManager:
             self._clean(step)
         if self._checkpointer is None:
             self._checkpointer = store.orbax_checkpointer(asynchronous=True)
-        try:
-            self._checkpointer.save(os.path.join(path, store.ARRAYS_DIR), args=store.save_args(arrays))
-        except Exception as e:  # orbax/tensorstore: OSError, ValueError, ... for a write that cannot start
-            self._discard(path)
-            raise store.write_error(path, e) from None
-        self._io.submit(self._commit, path, record)
+        copies = {name: jnp.copy(x) for name, x in arrays.items()}  # the next step donates the originals
+        self._io.submit(self._write, path, copies, record)
         return path
 
-    def _commit(self, path: str, record: dict) -> None:
-        """Background: wait for orbax's commit, then (process 0) seal it with meta.json and prune."""
+    def _write(self, path: str, arrays: dict, record: dict) -> None:
+        """Background: orbax's save and commit of `arrays`, then (process 0) the sealed meta.json and pruning."""
         try:
+            self._checkpointer.save(os.path.join(path, store.ARRAYS_DIR), args=store.save_args(arrays))
             self._checkpointer.wait_until_finished()
             if store.is_primary():
                 store.write_meta(path, record)
                 self._prune()
-        except Exception as e:
+        except Exception as e:  # orbax/tensorstore: OSError, ValueError, ... for a write that failed
             self._discard(path)
             raise store.write_error(path, e) from None
 

@@ -100,9 +100,9 @@ class ModelCheckpoint(Callback):
     def save(self, run: Run, metric: float | None = None) -> str | None:
         """Checkpoint the run now (skipped, with a warning, if the run or the state to save is not finite).
 
-        Returns once the arrays are copied off the devices (the step donates
-        their buffers); orbax writes them in the background, committed before
-        the next save and at the end of training.
+        Returns once the arrays are copied on the devices (the step donates
+        their buffers); orbax writes the copies in the background, committed
+        before the next save and at the end of training.
         """
         found = run.find_nonfinite()
         if found is not None:
