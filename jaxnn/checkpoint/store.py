@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.checkpoint import late_errors
 from jaxnn.checkpoint.fingerprint import summarize
 from jaxnn.checkpoint.trees import CheckpointError, is_key, leaves, path_str
 
@@ -47,8 +48,11 @@ class NonFiniteStateError(ValueError):
 
 def orbax_checkpointer(asynchronous: bool):
     """orbax's checkpointer for these checkpoints: uncompressed (zstd cost a third of a save's CPU for ~8%
-    of float weights' bytes, bench/RESULTS.md); `asynchronous` writes after `save` returns."""
+    of float weights' bytes, bench/RESULTS.md); `asynchronous` writes after `save` returns. A failed save or
+    restore prints no late errors of its operations still in flight (`late_errors`)."""
     import orbax.checkpoint as ocp
+
+    late_errors.install()
 
     handler = ocp.PyTreeCheckpointHandler(use_compression=False)
     return ocp.AsyncCheckpointer(handler) if asynchronous else ocp.Checkpointer(handler)
