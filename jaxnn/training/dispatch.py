@@ -1,12 +1,17 @@
 """How many train steps each dispatch runs (`steps_per_dispatch`): a fixed K, or "auto".
 
-A fused chunk of K steps is one compiled call, so the host's per-step Python
-(dispatch, callbacks, signal checks) is paid once per K steps; callbacks, logs,
-checkpoints and the SIGTERM check happen between chunks, so a chunk is also the
-unit of latency. "auto" times one chunk of `PROBE_STEPS` after the compiling one
-and picks K so that a dispatch takes about `AUTO_TARGET_S`, capped at the epoch.
-In a multi-process run every process takes process 0's K, so that all cut their
-epochs at the same steps (their collectives and SIGTERM agreement need that).
+A fused chunk of K > 1 steps is one compiled call (a loop over the batch
+indices), so the host's per-step Python (dispatch, callbacks, signal checks) is
+paid once per K steps; callbacks, logs, checkpoints and the SIGTERM check happen
+between chunks, so a chunk is also the unit of latency. A chunk of one step runs
+the plain one-step program. XLA does not always compile a loop body as well as
+the same step alone: on CPU a convolution inside a loop runs a much slower
+kernel (jax-ml/jax#12868). So "auto" measures both: `PROBE_STEPS` one-step
+dispatches, then a loop chunk of `PROBE_STEPS` (each after its compiling call),
+and fuses only when the loop is faster per step, with K chosen so that a
+dispatch takes about `AUTO_TARGET_S`, capped at the epoch.
+In a multi-process run every process takes process 0's choice, so that all cut
+their epochs at the same steps (their collectives and SIGTERM agreement need that).
 """
 from __future__ import annotations
 
@@ -29,32 +34,46 @@ def check_steps_per_dispatch(value, field: str = "steps_per_dispatch"):
 
 
 class ChunkSizes:
-    """The length of the next chunk; with "auto", `probing` chunks are run (the loop times them) until K is known."""
+    """The length of the next chunk; with "auto", `probing` chunks are run (the loop waits for each and
+    reports its time to `observe`) until K is chosen."""
 
     def __init__(self, steps_per_dispatch, steps_per_epoch: int):
         steps_per_dispatch = check_steps_per_dispatch(steps_per_dispatch)
         self._cap = steps_per_epoch
-        self._probes = 0  # probe chunks run so far ("auto"); -1: K chosen
-        self.size = min(PROBE_STEPS, steps_per_epoch) if steps_per_dispatch == AUTO else steps_per_dispatch
-        if steps_per_dispatch != AUTO:
-            self._probes = -1
+        self._probe = min(PROBE_STEPS, steps_per_epoch)
+        auto = steps_per_dispatch == AUTO and self._probe > 1
+        # Probe phases: 0 compiles the one-step program, 1 times it, 2 compiles the loop, 3 times it; None: done.
+        self._phase = 0 if auto else None
+        self._one_step: list[float] = []
+        self.size = 1 if steps_per_dispatch == AUTO else steps_per_dispatch
 
     @property
     def probing(self) -> bool:
         """Whether the next chunk is a probe: the loop waits for it and reports its time to `observe`."""
-        return self._probes >= 0
+        return self._phase is not None
 
     @property
     def timed(self) -> bool:
-        """Whether the next probe counts: the first one includes the compile, so it is not timed."""
-        return self._probes >= 1
+        """Whether the next probe's time counts (not a compiling call)."""
+        return self._phase in (1, 3)
 
     def observe(self, count: int, seconds: float | None) -> None:
-        """A probe chunk of `count` steps took `seconds` (None: the compiling one, not timed)."""
-        self._probes += 1
-        if seconds is None or count < self.size:  # an epoch's short last chunk: probe again next time
+        """A probe chunk of `count` steps took `seconds` (None: not timed)."""
+        if count != self.size:  # cut short (an epoch end, a callback's every_steps): probe it again
             return
-        k = int(np.clip(round(count * AUTO_TARGET_S / max(seconds, 1e-9)), 1, self._cap))
+        if self._phase == 0:
+            self._phase = 1
+        elif self._phase == 1:
+            self._one_step.append(seconds)
+            if len(self._one_step) == self._probe:
+                self._phase, self.size = 2, self._probe
+        elif self._phase == 2:
+            self._phase = 3
+        elif self._phase == 3:
+            self._choose(one_step=float(np.median(self._one_step)), fused=seconds / count)
+
+    def _choose(self, one_step: float, fused: float) -> None:
+        k = int(np.clip(round(AUTO_TARGET_S / max(fused, 1e-9)), 1, self._cap)) if fused < one_step else 1
         if jax.process_count() > 1:
             k = int(multihost_utils.broadcast_one_to_all(np.int32(k)))
-        self.size, self._probes = k, -1
+        self.size, self._phase = k, None

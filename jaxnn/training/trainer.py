@@ -102,6 +102,19 @@ def _check_live(state) -> None:
                          "fit returns the new state, so write `state, history = trainer.fit(state, ...)`")
 
 
+@dataclasses.dataclass(frozen=True)
+class FitPrograms:
+    """`fit`'s compiled programs: `step` runs one train step, `chunk` a fused loop of several (dispatch.py)."""
+
+    step: Callable
+    chunk: Callable
+
+    def __call__(self, state, totals, guard, data, perm, active, start, count, batch_size):
+        if count == 1:
+            return self.step(state, totals, guard, data, perm, active, start, batch_size)
+        return self.chunk(state, totals, guard, data, perm, active, start, count, batch_size)
+
+
 def _slice_batch(data, start, batch_size):
     return jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, batch_size), data)
 
@@ -257,15 +270,21 @@ class Trainer:
         if count is not None:  # members: their own state, totals, guard, order and mask; the data shared
             one_step = jax.vmap(one_step, in_axes=(None, 0, 0, 0, None, 0, 0, None))
 
+        def fit_step(state, totals, guard, data, perm, active, index, batch_size):
+            return one_step(index, state, totals, guard, data, perm, active, batch_size)
+
         def fit_chunk(state, totals, guard, data, perm, active, start, count, batch_size):
-            """Steps `start, ..., start + count - 1` of the epoch in one call. The count is a traced loop
-            bound, so every chunk length (1, the fused K, an epoch's shorter last chunk) runs one program."""
+            """Steps `start, ..., start + count - 1` of the epoch in one call; the count is a traced loop
+            bound, so every fused length (K, an epoch's shorter last chunk) runs one program."""
             body = lambda i, carry: one_step(i, *carry, data, perm, active, batch_size)
             return jax.lax.fori_loop(start, start + count, body, (state, totals, guard))
 
-        rep = self._replicated
-        return jax.jit(fit_chunk, static_argnums=8, donate_argnums=0,
-                       in_shardings=(shardings, rep, rep, rep, rep, rep, rep, rep), out_shardings=(shardings, rep, rep))
+        rep, out = self._replicated, (shardings, self._replicated, self._replicated)
+        return FitPrograms(
+            jax.jit(fit_step, static_argnums=7, donate_argnums=0, in_shardings=(shardings, *[rep] * 6),
+                    out_shardings=out),
+            jax.jit(fit_chunk, static_argnums=8, donate_argnums=0, in_shardings=(shardings, *[rep] * 7),
+                    out_shardings=out))
 
     def _build_eval(self, shardings, count: int | None):
         eval_step = self._make_eval_step()

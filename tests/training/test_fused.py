@@ -66,24 +66,43 @@ def test_chunks_end_at_epoch_ends_and_at_every_steps_multiples():
                     (20, 4), (21, 5), (26, 10), (28, 12), (30, 14)]
 
 
-def test_the_step_compiles_once_for_every_chunk_length():
+def test_one_loop_program_for_every_fused_chunk_length():
     trainer = classifier()
     state, _ = fit(trainer, epochs=2, steps_per_dispatch=4)  # chunks of 4 and 3
-    state, _ = fit(trainer, epochs=1, steps_per_dispatch=1)
-    assert trainer._compiled("fit", state)._cache_size() == 1
+    state, _ = fit(trainer, epochs=1, steps_per_dispatch=6)  # 6 and 3
+    programs = trainer._compiled("fit", state)
+    assert (programs.chunk._cache_size(), programs.step._cache_size()) == (1, 0)
 
 
-def test_auto_picks_k_for_a_tenth_of_a_second_capped_at_the_epoch():
-    sizes = dispatch.ChunkSizes("auto", steps_per_epoch=1000)
-    assert (sizes.size, sizes.probing, sizes.timed) == (dispatch.PROBE_STEPS, True, False)
-    sizes.observe(dispatch.PROBE_STEPS, None)  # the compiling chunk: not timed
+def _probe(sizes, one_step_s, chunk_s):
+    """Feed `sizes` the probe sequence: compile, time one-step dispatches, compile the loop, time a chunk."""
+    probe = dispatch.PROBE_STEPS
+    assert (sizes.size, sizes.probing, sizes.timed) == (1, True, False)
+    sizes.observe(1, None)
+    for _ in range(probe):
+        assert (sizes.size, sizes.timed) == (1, True)
+        sizes.observe(1, one_step_s)
+    assert (sizes.size, sizes.timed) == (probe, False)
+    sizes.observe(probe - 1, None)  # cut short by an epoch end: not counted
+    sizes.observe(probe, None)
     assert sizes.timed
-    sizes.observe(dispatch.PROBE_STEPS, 0.004)  # 0.5 ms a step -> 200 steps in 0.1 s
+    sizes.observe(probe, chunk_s)
+
+
+def test_auto_fuses_for_a_tenth_of_a_second_when_the_loop_is_faster():
+    sizes = dispatch.ChunkSizes("auto", steps_per_epoch=1000)
+    _probe(sizes, one_step_s=0.001, chunk_s=dispatch.PROBE_STEPS * 0.0005)  # 0.5 ms a step -> 200 steps
     assert (sizes.size, sizes.probing) == (200, False)
-    fast = dispatch.ChunkSizes("auto", steps_per_epoch=60)
-    fast.observe(8, None)
-    fast.observe(8, 1e-4)
-    assert fast.size == 60
+    capped = dispatch.ChunkSizes("auto", steps_per_epoch=60)
+    _probe(capped, one_step_s=0.001, chunk_s=dispatch.PROBE_STEPS * 1e-5)
+    assert capped.size == 60
+
+
+def test_auto_keeps_one_step_a_dispatch_when_the_loop_is_slower():
+    sizes = dispatch.ChunkSizes("auto", steps_per_epoch=1000)  # e.g. convolutions in a loop on CPU
+    _probe(sizes, one_step_s=0.01, chunk_s=dispatch.PROBE_STEPS * 0.1)
+    assert (sizes.size, sizes.probing) == (1, False)
+    assert dispatch.ChunkSizes("auto", steps_per_epoch=1).probing is False
     fixed = dispatch.ChunkSizes(3, steps_per_epoch=60)
     assert (fixed.size, fixed.probing) == (3, False)
 

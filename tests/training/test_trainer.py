@@ -76,7 +76,7 @@ def test_fit_compiles_the_step_once_and_donates_the_state():
     state = trainer.init(0, (2,))
     old_kernel = state.params["dense"]["kernel"]
     state, _ = trainer.fit(state, x, y, epochs=2, batch_size=32, verbose=0)
-    assert trainer._compiled("fit", state)._cache_size() == 1
+    assert trainer._compiled("fit", state).step._cache_size() == 1
     assert old_kernel.is_deleted()
     state, metrics = trainer.train_step(state, {"inputs": jnp.asarray(x[:32]), "targets": jnp.asarray(y[:32])})
     assert int(state.step) == 7 and set(metrics) == {"loss", "accuracy"}
