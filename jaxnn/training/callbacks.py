@@ -80,6 +80,9 @@ class EarlyStopping(Callback):
 
     With `restore_best_weights`, the run ends with the best epoch's parameters
     (and model state) whatever ended it: patience, the last epoch, or another stop.
+    For an ensemble each member is watched on its own logs: a member that stops
+    gets no more updates (the run's `active` mask) while the others train, and
+    the run stops when all have; best weights are kept per member.
     """
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
@@ -90,34 +93,70 @@ class EarlyStopping(Callback):
         self.restore_best_weights = restore_best_weights
         self.on_train_begin(None)
 
+    # Keras's attributes: one value, or one per member for an ensemble.
+    wait = property(lambda self: self._wait if self._members else self._wait[0])
+    best = property(lambda self: self._best if self._members else self._best[0])
+    best_epoch = property(lambda self: self._best_epoch if self._members else self._best_epoch[0])
+
     def on_train_begin(self, run):
-        self.wait, self.best, self.best_epoch, self.best_weights = 0, None, None, None
+        self._members = None if run is None else run.members
+        count = self._members or 1
+        self._wait, self._best, self._best_epoch = [0] * count, [None] * count, [None] * count
+        self.best_weights = None
 
     def on_epoch_end(self, run, epoch, logs):
-        current = logs[self.monitor]
-        self.wait += 1
-        if improved(self.mode, current, self.best, self.min_delta):
-            self.best, self.best_epoch, self.wait = current, epoch, 0
-            if self.restore_best_weights:
-                self.best_weights = jax.tree_util.tree_map(
-                    jnp.copy, {"params": run.state.params, "model_state": run.state.model_state})
-        elif self.wait >= self.patience:
+        member_logs = [logs] if run.members is None else run.member_logs
+        active = [True] if run.members is None else run.active
+        improved_now = np.zeros(len(member_logs), bool)
+        for m, (member_log, training) in enumerate(zip(member_logs, active)):
+            if not training:
+                continue
+            current = member_log[self.monitor]
+            self._wait[m] += 1
+            if improved(self.mode, current, self._best[m], self.min_delta):
+                self._best[m], self._best_epoch[m], self._wait[m] = current, epoch, 0
+                improved_now[m] = True
+            elif self._wait[m] >= self.patience:
+                active[m] = False
+        if self.restore_best_weights and improved_now.any():
+            self._keep_best(run, improved_now)
+        if run.members is None and not active[0]:
             run.stop_training = True
             run.stop_reason = (f"Early stopping at epoch {epoch + 1}: {self.monitor} has not improved for "
-                               f"{self.wait} epochs (best {self.best:.4f} at epoch {self.best_epoch + 1})")
+                               f"{self._wait[0]} epochs (best {self._best[0]:.4f} at epoch {self._best_epoch[0] + 1})")
+        elif run.members is not None and not any(active):
+            run.stop_training = True
+            run.stop_reason = (f"Early stopping at epoch {epoch + 1}: {self.monitor} has not improved for "
+                               f"{self.patience} epochs in any of the {run.members} members")
+
+    def _keep_best(self, run, improved_now) -> None:
+        current = {"params": run.state.params, "model_state": run.state.model_state}
+        if self.best_weights is None or run.members is None:
+            self.best_weights = jax.tree_util.tree_map(jnp.copy, current)
+            return
+        mask = jnp.asarray(improved_now)
+        self.best_weights = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(mask.reshape(-1, *[1] * (new.ndim - 1)), new, old), current, self.best_weights)
 
     def on_train_end(self, run):
         if self.restore_best_weights and self.best_weights is not None:
             run.state = run.state.replace(**self.best_weights)
 
     def state_dict(self, run):
-        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch}
+        if run.members is None:
+            return {"wait": self._wait[0], "best": self._best[0], "best_epoch": self._best_epoch[0]}
+        return {"wait": self._wait, "best": self._best, "best_epoch": self._best_epoch, "active": run.active.tolist()}
 
     def arrays(self, run):
         return self.best_weights
 
     def load_state_dict(self, run, state, arrays):
-        self.wait, self.best, self.best_epoch = state.get("wait", 0), state.get("best"), state.get("best_epoch")
+        if run.members is None:
+            self._wait, self._best = [state.get("wait", 0)], [state.get("best")]
+            self._best_epoch = [state.get("best_epoch")]
+        else:
+            self._wait, self._best, self._best_epoch = state["wait"], state["best"], state["best_epoch"]
+            run.active[:] = state["active"]
         like = {"params": run.state.params, "model_state": run.state.model_state}
         self.best_weights = ckpt.unflatten(arrays, like, where="EarlyStopping's best weights") if arrays else None
 
@@ -126,6 +165,7 @@ class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by `factor` when `monitor` stalls for `patience` epochs (Keras's defaults).
 
     Needs an optimizer that exposes a constant learning rate (one built by name).
+    For an ensemble the mean logs decide, and every member's rate is multiplied.
     """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, mode: str = "auto",
@@ -151,9 +191,9 @@ class ReduceLROnPlateau(Callback):
         elif self.cooldown_counter == 0:
             self.wait += 1
             if self.wait >= self.patience:
-                old = float(optimizers.learning_rate(run.state.opt_state))
-                if old > self.min_lr:
-                    new = max(old * self.factor, self.min_lr)
+                old = np.asarray(optimizers.learning_rate(run.state.opt_state))  # one per member in an ensemble
+                if np.any(old > self.min_lr):
+                    new = np.maximum(old * self.factor, np.minimum(old, self.min_lr))
                     run.state = run.state.replace(opt_state=optimizers.set_learning_rate(run.state.opt_state, new))
                     self.cooldown_counter, self.wait = self.cooldown, 0
 

@@ -85,8 +85,7 @@ class ModelCheckpoint(Callback):
         run.state = ckpt.unflatten(flat, run.state, "state/", where)
         run.totals = ckpt.unflatten(flat, run.totals, "totals/", where)
         run.epoch, run.position, run.step = meta["epoch"], meta["position"], meta["step"]
-        run.history.history = {k: list(v) for k, v in meta["history"]["history"].items()}
-        run.history.epoch = list(meta["history"]["epoch"])
+        run.history.load_dict(meta["history"])
         run.stop_training = meta["stop_training"]
         self.best = meta.get("best")
         for name, cb in run.named_callbacks().items():
@@ -111,7 +110,7 @@ class ModelCheckpoint(Callback):
         named = run.named_callbacks()
         epoch, position = run.resume_point()
         meta = {"epoch": epoch, "position": position, "stop_training": run.stop_training, "best": self.best,
-                "history": {"history": run.history.history, "epoch": run.history.epoch},
+                "history": run.history.to_dict(),
                 "callbacks": {name: cb.state_dict(run) for name, cb in named.items()},
                 "fingerprint": self.fingerprint}
         # At an epoch end the resume point is the next epoch's start, whose running totals are zero.

@@ -28,7 +28,8 @@ class NonFinite:
     `exact`: `step` is the bad step itself (the guard of `check_finite`), `what`
     is "loss", "gradient" or "gradient and loss" and `path` the first
     non-finite gradient's parameter. Otherwise the running `loss` was seen
-    non-finite by `step`. `epoch` counts from 0 (None: not known).
+    non-finite by `step`. `epoch` counts from 0 (None: not known); `member` is the
+    ensemble member (None: not an ensemble).
     """
 
     step: int
@@ -37,9 +38,12 @@ class NonFinite:
     path: str | None = None
     loss: float | None = None
     exact: bool = True
+    member: int | None = None
 
     def __str__(self) -> str:
         epoch = "" if self.epoch is None else f" (epoch {self.epoch + 1})"
+        if self.member is not None:
+            epoch += f" in member {self.member}"
         if not self.exact:
             return f"non-finite loss ({self.loss}) by step {self.step}{epoch}"
         what = "loss" if self.path is None else f"gradient (first: {self.path})"

@@ -12,13 +12,32 @@ class History:
     `stop_reason` says why training ended early (early stopping, a non-finite
     loss), or is None; `nonfinite` is the `guard.NonFinite` when a NaN/inf
     stopped it, else None. Neither is part of `to_json`.
+    For an ensemble (`training.members`), `history` holds the mean over members
+    and `members` one History per member (a member stopped early stops growing).
     """
 
-    def __init__(self, history: Mapping[str, list] | None = None, epoch: list[int] | None = None):
+    def __init__(self, history: Mapping[str, list] | None = None, epoch: list[int] | None = None,
+                 members: list[History] | None = None):
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
         self.epoch: list[int] = list(epoch or [])
+        self.members = members
         self.stop_reason: str | None = None
         self.nonfinite = None
+
+    def to_dict(self) -> dict:
+        """`history`, `epoch` and (for an ensemble) `members` as plain JSON values (checkpoint metadata)."""
+        out = {"history": self.history, "epoch": self.epoch}
+        if self.members is not None:
+            out["members"] = [m.to_dict() for m in self.members]
+        return out
+
+    def load_dict(self, saved: Mapping) -> None:
+        """Take back what `to_dict` gave."""
+        self.history = {k: list(v) for k, v in saved["history"].items()}
+        self.epoch = list(saved["epoch"])
+        if self.members is not None:
+            for member, kept in zip(self.members, saved.get("members", [])):
+                member.load_dict(kept)
 
     def append(self, epoch: int, logs: Mapping[str, float]) -> None:
         self.epoch.append(epoch)
@@ -30,7 +49,8 @@ class History:
         return json.dumps(self.history, indent=2)
 
     def __repr__(self) -> str:
-        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
+        members = f", members={len(self.members)}" if self.members is not None else ""
+        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)}{members})"
 
 
 def plot_history(history, path: str | os.PathLike | None = None):

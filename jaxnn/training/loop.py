@@ -40,6 +40,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jaxnn import checkpoint as ckpt, distributed, optimizers
+from jaxnn.training import members
 from jaxnn.training.dispatch import AUTO, ChunkSizes
 from jaxnn.training.guard import NonFinite, decode_guard
 from jaxnn.training.history import History
@@ -80,6 +81,9 @@ class Run:
     callbacks: list = dataclasses.field(default_factory=list)
     log_keys: tuple = ()
     last_checkpoint: str | None = None
+    members: int | None = None  # an ensemble's member count (`training.members`), else None
+    active: np.ndarray | None = None  # members: which still train (EarlyStopping masks the others' updates)
+    member_logs: list | None = None  # members: each member's logs of the last epoch end
     hooks: dict = dataclasses.field(default_factory=dict, repr=False)  # hook name -> callables taking (run, ...)
     _host: tuple = dataclasses.field(default=(None, None), repr=False)  # (a state, its host copy)
 
@@ -114,8 +118,15 @@ class Run:
         return (self.epoch + 1, 0) if self.epoch_done else (self.epoch, self.position)
 
     def find_nonfinite(self) -> NonFinite | None:
-        """Why the run is no longer finite (see `guard.decode_guard`), or None. Syncs with the device."""
-        return decode_guard(self.guard, self.totals, self.step, self.epoch)
+        """Why the run is no longer finite (see `guard.decode_guard`), or None. Syncs with the device.
+        For an ensemble: the first member that is not."""
+        if self.members is None:
+            return decode_guard(self.guard, self.totals, self.step, self.epoch)
+        for m in range(self.members):
+            found = decode_guard(members.member(self.guard, m), members.member(self.totals, m), self.step, self.epoch)
+            if found is not None:
+                return dataclasses.replace(found, member=m)
+        return None
 
     def stop_nonfinite(self, found: NonFinite) -> None:
         """Stop training because of `found`; the History keeps it as `stop_reason` and `nonfinite`."""
@@ -321,18 +332,52 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
 
 
 def _end_epoch(run: Run, metrics, validate, zero_totals) -> None:
-    """The epoch's logs (validation included) into the History, the callbacks' epoch end, the next epoch's totals."""
-    logs = results(metrics, jax.device_get(run.totals))
-    if validate is not None:
-        logs.update({f"val_{k}": v for k, v in validate(run.state).items()})
+    """The epoch's logs (validation included) into the History, the callbacks' epoch end, the next epoch's totals.
+
+    For an ensemble each member's logs go to its own History (while it trains) and the mean to the run's.
+    """
+    stats = jax.device_get(run.totals)
     lr = optimizers.learning_rate(run.state.opt_state)
-    if lr is not None:
-        logs["lr"] = float(lr)
+    if run.members is None:
+        logs = results(metrics, stats)
+        if validate is not None:
+            logs.update({f"val_{k}": v for k, v in validate(run.state).items()})
+        if lr is not None:
+            logs["lr"] = float(lr)
+    else:
+        member_logs = [results(metrics, members.member(stats, m)) for m in range(run.members)]
+        if validate is not None:
+            for logs, val in zip(member_logs, validate(run.state)):
+                logs.update({f"val_{k}": v for k, v in val.items()})
+        if lr is not None:
+            for logs, value in zip(member_logs, np.asarray(lr)):
+                logs["lr"] = float(value)
+        for history, logs, active in zip(run.history.members, member_logs, run.active):
+            if active:
+                history.append(run.epoch, logs)
+        run.member_logs, logs = member_logs, members.mean_logs(member_logs)
     run.history.append(run.epoch, logs)
     run.epoch_done = True
     run.call("on_epoch_end", run.epoch, logs)
     run.epoch, run.position, run.epoch_done = run.epoch + 1, 0, False
     run.totals = zero_totals(run.state)
+
+
+def running_logs(run: Run, metrics) -> dict[str, float]:
+    """The running means of the epoch so far (for an ensemble: their mean over members). Syncs with the device."""
+    stats = jax.device_get(run.totals)
+    if run.members is None:
+        return results(metrics, stats)
+    return members.mean_logs([results(metrics, members.member(stats, m)) for m in range(run.members)])
+
+
+def _permutations(key, epoch: int, n: int, shuffle: bool, count: int | None):
+    """The epoch's order of the `n` examples: one per member (a row each) for an ensemble of `count`."""
+    if count is None:
+        return epoch_permutation(key, epoch, n) if shuffle else jnp.arange(n)
+    if not shuffle:
+        return jnp.broadcast_to(jnp.arange(n), (count, n))
+    return jax.vmap(lambda k: epoch_permutation(k, epoch, n))(key)
 
 
 def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog,
@@ -344,7 +389,7 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
     `steps_per_execution`) and the stop checks follow each chunk.
     """
     run.call("on_epoch_begin", run.epoch)
-    perm = epoch_permutation(run.state.key, run.epoch, num_examples) if shuffle else jnp.arange(num_examples)
+    perm = _permutations(run.state.key, run.epoch, num_examples, shuffle, run.members)
     in_flight, step_hooks = StepsInFlight(), run.hooks["on_step_end"]
     paused = watchdog.paused if watchdog is not None else contextlib.nullcontext
     every = [cb.every_steps for cb in run.callbacks if cb.every_steps]
@@ -369,8 +414,7 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
         if log_step:
             if _stopped_nonfinite(run):
                 return
-            logs = results(metrics, jax.device_get(run.totals))
-            run.call("on_log", logs)
+            run.call("on_log", running_logs(run, metrics))
         with paused():  # callbacks may checkpoint
             for hook in step_hooks:
                 hook(run, run.position - 1)

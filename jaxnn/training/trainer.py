@@ -50,6 +50,7 @@ from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
 from jaxnn.training.history import History
 from jaxnn.training.inputs import check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, StepsInFlight, fit_loop
+from jaxnn.training.members import as_member_keys, broadcast, member, member_count, set_hyperparams
 from jaxnn.training.per_example import (HISTOGRAM_KEY, PerExample, as_per_example, refuse_model_state,
                                         zero_histogram)
 from jaxnn.training.precision import LossScale, get_policy
@@ -226,45 +227,50 @@ class Trainer:
 
     def _compiled(self, kind: str, state) -> Callable:
         """The jitted `kind` ("fit", "eval", "predict") function for states laid out like `state` (one per
-        layout); its last argument, the batch size, is static."""
-        shardings = self.state_shardings(state)
-        key = (kind, jax.tree_util.tree_structure(shardings), tuple(jax.tree_util.tree_leaves(shardings)))
+        layout; vmapped over the members of an ensemble); its last argument, the batch size, is static."""
+        shardings, count = self.state_shardings(state), member_count(state)
+        key = (kind, count, jax.tree_util.tree_structure(shardings), tuple(jax.tree_util.tree_leaves(shardings)))
         if key not in self._compiled_cache:
-            self._compiled_cache[key] = getattr(self, f"_build_{kind}")(shardings)
+            self._compiled_cache[key] = getattr(self, f"_build_{kind}")(shardings, count)
         return self._compiled_cache[key]
 
     def _rows(self, batch):
         """`batch` constrained to the batch sharding: each device computes only its rows."""
         return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
 
-    def _build_fit(self, shardings):
+    def _build_fit(self, shardings, count: int | None):
         train_step = self._make_train_step()
 
-        def one_step(index, carry, data, perm, batch_size):
-            state, totals, guard = carry
+        def one_step(index, state, totals, guard, data, perm, active, batch_size):
             idx = self._rows(jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size))
             batch = self._rows(jax.tree_util.tree_map(lambda a: a[idx], data))  # in bounds: idx comes from perm
+            enabled = True if active is None else active  # False: an ensemble member stopped early
             if not self.check_finite:
-                state, stats = train_step(state, batch)
+                state, stats = train_step(state, batch, enabled)
                 return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
             # Once a step went non-finite, later steps change nothing: the state stays the last good one.
             step = state.step
-            state, stats = train_step(state, batch, update_allowed(guard))
+            state, stats = train_step(state, batch, update_allowed(guard) & enabled)
             guard = fold_guard(guard, step, stats.pop("nonfinite"))
             return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
 
-        def fit_chunk(state, totals, guard, data, perm, start, count, batch_size):
+        if count is not None:  # members: their own state, totals, guard, order and mask; the data shared
+            one_step = jax.vmap(one_step, in_axes=(None, 0, 0, 0, None, 0, 0, None))
+
+        def fit_chunk(state, totals, guard, data, perm, active, start, count, batch_size):
             """Steps `start, ..., start + count - 1` of the epoch in one call. The count is a traced loop
             bound, so every chunk length (1, the fused K, an epoch's shorter last chunk) runs one program."""
-            body = functools.partial(one_step, data=data, perm=perm, batch_size=batch_size)
+            body = lambda i, carry: one_step(i, *carry, data, perm, active, batch_size)
             return jax.lax.fori_loop(start, start + count, body, (state, totals, guard))
 
         rep = self._replicated
-        return jax.jit(fit_chunk, static_argnums=7, donate_argnums=0,
-                       in_shardings=(shardings, rep, rep, rep, rep, rep, rep), out_shardings=(shardings, rep, rep))
+        return jax.jit(fit_chunk, static_argnums=8, donate_argnums=0,
+                       in_shardings=(shardings, rep, rep, rep, rep, rep, rep, rep), out_shardings=(shardings, rep, rep))
 
-    def _build_eval(self, shardings):
+    def _build_eval(self, shardings, count: int | None):
         eval_step = self._make_eval_step()
+        if count is not None:
+            eval_step = jax.vmap(eval_step, in_axes=(0, 0, None))
 
         def eval_chunk(params, model_state, totals, data, index, batch_size):
             stats = eval_step(params, model_state, self._rows(_slice_batch(data, index * batch_size, batch_size)))
@@ -274,10 +280,15 @@ class Trainer:
         return jax.jit(eval_chunk, static_argnums=5,
                        in_shardings=(shardings.params, shardings.model_state, rep, rep, rep), out_shardings=rep)
 
-    def _build_predict(self, shardings):
-        def predict_chunk(params, model_state, inputs, index, batch_size):
-            batch = self._rows(_slice_batch(inputs, index * batch_size, batch_size))
+    def _build_predict(self, shardings, count: int | None):
+        def outputs(params, model_state, batch):
             return forward(self.model, self.policy, params, batch, model_state, None, False)[0]
+
+        if count is not None:
+            outputs = jax.vmap(outputs, in_axes=(0, 0, None))
+
+        def predict_chunk(params, model_state, inputs, index, batch_size):
+            return outputs(params, model_state, self._rows(_slice_batch(inputs, index * batch_size, batch_size)))
 
         rep = self._replicated  # every process gets every prediction
         return jax.jit(predict_chunk, static_argnums=4,
@@ -302,18 +313,37 @@ class Trainer:
         return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                       abstract, self.state_shardings(abstract))
 
-    def init(self, key, input_shape) -> TrainState:
+    def init(self, key, input_shape, *, hyperparams: dict | None = None) -> TrainState:
         """A fresh TrainState for inputs of `input_shape` (without the batch dimension), each leaf placed
-        on the mesh by `state_shardings` as it is made."""
+        on the mesh by `state_shardings` as it is made.
+
+        With M keys (a sequence of ints or a key array of shape (M,)), an ensemble: every leaf gets a
+        leading member axis (`training.members`), and `hyperparams` ({name: M values}, e.g.
+        `{"learning_rate": [1e-3, 3e-3]}`) sets the optimizer's injected hyperparameters per member.
+        """
         init = self._init_fn(input_shape)
-        key = _as_key(key)
+        keys = as_member_keys(key)
+        if keys is None and hyperparams:
+            raise ValueError("hyperparams are set per member: give init one key per member (a sequence of keys)")
+        if keys is not None:
+            if self.mesh.size > 1:
+                raise ValueError(f"an ensemble (init with {len(keys)} keys) trains on one device; this Trainer's "
+                                 f"mesh has {self.mesh.size}")
+            init, key = jax.vmap(init), keys
+        else:
+            key = _as_key(key)
         abstract = jax.eval_shape(init, key)
         if self.per_example is not None:
             refuse_model_state(abstract.model_state)
-        return jax.jit(init, out_shardings=self.state_shardings(abstract))(key)
+        state = jax.jit(init, out_shardings=self.state_shardings(abstract))(key)
+        if keys is not None and hyperparams:
+            state = state.replace(opt_state=set_hyperparams(state.opt_state, hyperparams, len(keys)))
+        return state
 
     def output_spec(self, state: TrainState, x) -> jax.ShapeDtypeStruct:
         """Shape of the model's output for inputs like `x`; a mismatch raises naming the layer."""
+        if member_count(state) is not None:
+            state = member(state, 0)
         spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), jnp.float32), x)
         try:
             return jax.eval_shape(lambda p, s, xb: self.model.apply(p, xb, state=s)[0],
@@ -350,11 +380,16 @@ class Trainer:
     # -- loops --------------------------------------------------------------------
     def _zero_stats(self, state, data, batch_size, train=False):
         eval_step = self._make_eval_step()
+        params, model_state = state.params, state.model_state
+        if member_count(state) is not None:
+            params, model_state = member((params, model_state), 0)
         shapes = jax.eval_shape(lambda p, s, d: eval_step(p, s, _slice_batch(d, 0, batch_size)),
-                                state.params, state.model_state, data)
+                                params, model_state, data)
         zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         if train and self.per_example is not None and self.per_example.quantiles:
             zeros[HISTOGRAM_KEY] = zero_histogram()
+        if (count := member_count(state)) is not None:
+            zeros = broadcast(zeros, count)
         # Placed like the step's outputs, so that the first step and the later ones compile to one program.
         return jax.device_put(zeros, self._replicated)
 
@@ -369,21 +404,25 @@ class Trainer:
             data["weights"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
         return self._on_mesh(data), n, (n + pad) // batch_size
 
-    def _evaluate_padded(self, state, data, num_batches, batch_size) -> dict[str, float]:
+    def _evaluate_padded(self, state, data, num_batches, batch_size) -> dict[str, float] | list[dict]:
         totals = self._zero_stats(state, data, batch_size)
         eval_chunk, in_flight = self._compiled("eval", state), StepsInFlight()
         for i in range(num_batches):
             totals = eval_chunk(state.params, state.model_state, totals, data, i, batch_size)
             in_flight.push(totals)
-        return results(self.metric_objects, jax.device_get(totals))
+        totals = jax.device_get(totals)
+        if (count := member_count(state)) is not None:
+            return [results(self.metric_objects, member(totals, m)) for m in range(count)]
+        return results(self.metric_objects, totals)
 
     def _batch_size(self, batch_size, field: str = "batch_size") -> int:
         batch_size = validation.positive_int(field, batch_size)
         distributed.check_global_batch(self.mesh, batch_size, field)
         return batch_size
 
-    def evaluate(self, state: TrainState, x, y, *, batch_size: int = 32) -> dict[str, float]:
-        """Loss and metrics over all of (x, y), each example counted exactly once (padding weighs 0)."""
+    def evaluate(self, state: TrainState, x, y, *, batch_size: int = 32) -> dict[str, float] | list[dict]:
+        """Loss and metrics over all of (x, y), each example counted exactly once (padding weighs 0); for an
+        ensemble, one dict per member."""
         batch_size = self._batch_size(batch_size)
         _check_live(state)
         self.check_data(state, x, y)
@@ -391,7 +430,8 @@ class Trainer:
         return self._evaluate_padded(state, data, num_batches, batch_size)
 
     def predict(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
-        """Model outputs for every example of `x` (probabilities if the model ends in softmax)."""
+        """Model outputs for every example of `x` (probabilities if the model ends in softmax); for an
+        ensemble, with a leading member axis (their mean over it is the ensemble's prediction)."""
         batch_size = self._batch_size(batch_size)
         _check_live(state)
         check_inputs(self.model, x)
@@ -401,11 +441,16 @@ class Trainer:
         for i in range(num_batches):
             outs.append(predict_chunk(state.params, state.model_state, data["inputs"], i, batch_size))
             in_flight.push(outs[-1])
-        return jax.tree_util.tree_map(lambda *chunks: np.asarray(jnp.concatenate(chunks)[:n]), *outs)
+        axis = 0 if member_count(state) is None else 1
+        return jax.tree_util.tree_map(
+            lambda *chunks: np.asarray(jax.lax.slice_in_dim(jnp.concatenate(chunks, axis), 0, n, axis=axis)), *outs)
 
     def predict_classes(self, state: TrainState, x, *, batch_size: int = 32) -> np.ndarray:
-        """Predicted class ids: argmax over classes, or p > 0.5 for a single sigmoid output."""
+        """Predicted class ids: argmax over classes, or p > 0.5 for a single sigmoid output (an ensemble:
+        of the mean of its members' outputs)."""
         probs = self.predict(state, x, batch_size=batch_size)
+        if member_count(state) is not None:
+            probs = probs.mean(axis=0)  # the ensemble's
         if probs.shape[-1] == 1:
             return (probs[..., 0] > 0.5).astype(np.int32)
         return probs.argmax(axis=-1).astype(np.int32)
@@ -465,15 +510,22 @@ class Trainer:
             raise ValueError(f"callbacks must subclass jaxnn.callbacks.Callback (as Keras's subclass "
                              f"keras.callbacks.Callback), got {type(bad[0]).__name__}")
         callbacks = sorted(([ProgressLogger()] if verbose else []) + list(callbacks), key=lambda cb: cb.order)
-        guard = jax.device_put(fresh_guard(state.params), self._replicated) if self.check_finite else {}
-        run = Run(state=state, history=History(), epochs=epochs, steps_per_epoch=n // batch_size,
-                  epoch=initial_epoch, step=int(state.step), totals=self._zero_stats(state, data, batch_size, True),
-                  guard=guard, callbacks=callbacks, log_keys=self._log_keys(state, validation_data is not None))
+        count = member_count(state)
+        guard = {}
+        if self.check_finite:
+            guard = fresh_guard(state.params if count is None else member(state.params, 0))
+            guard = jax.device_put(guard if count is None else broadcast(guard, count), self._replicated)
+        run = Run(state=state, history=History(members=None if count is None else [History() for _ in range(count)]),
+                  epochs=epochs, steps_per_epoch=n // batch_size, epoch=initial_epoch,
+                  step=int(np.max(state.step)), totals=self._zero_stats(state, data, batch_size, True),
+                  guard=guard, callbacks=callbacks, log_keys=self._log_keys(state, validation_data is not None),
+                  members=count, active=None if count is None else np.ones(count, bool))
 
         fit_step = self._compiled("fit", state)
 
-        def step(state, totals, guard, perm, index, count):
-            return fit_step(state, totals, guard, data, perm, index, count, batch_size)
+        def step(state, totals, guard, perm, index, steps):
+            active = None if run.active is None else jnp.asarray(run.active)
+            return fit_step(state, totals, guard, data, perm, active, index, steps, batch_size)
 
         def validate(state):
             return self._evaluate_padded(state, val_data, val_batches, batch_size)

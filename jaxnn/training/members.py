@@ -1,0 +1,63 @@
+"""Ensembles and sweeps in one jitted step: a TrainState with a leading member axis on every leaf.
+
+`Trainer.init(keys, ...)` with M keys makes M models at once (`jax.vmap` of
+init); each member has its own PRNG key, so its own initialization, data order
+and dropout draws, and optionally its own optimizer hyperparameters (injected
+by `optax.inject_hyperparams`, set per member here). `fit`, `evaluate` and
+`predict` see the member axis and vmap their steps over it.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import optimizers
+
+
+def member_count(state) -> int | None:
+    """The number of members of a state with a member axis (its `step` is a vector), else None."""
+    return int(state.step.shape[0]) if np.ndim(state.step) == 1 else None
+
+
+def as_member_keys(keys) -> jax.Array | None:
+    """A key array of shape (M,) from M ints or M keys, or None when `keys` names one model (an int or one key)."""
+    if isinstance(keys, (int, np.integer)):
+        return None
+    if isinstance(keys, (list, tuple)):
+        if not keys:
+            raise ValueError("keys must hold at least one key (one per member), got an empty sequence")
+        return jnp.stack([jax.random.key(int(k)) if isinstance(k, (int, np.integer)) else k for k in keys])
+    keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
+    typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
+    if (typed and keys.ndim == 0) or (not typed and keys.ndim == 1):
+        return None  # one key (typed, or raw key data)
+    return keys if typed else jax.random.wrap_key_data(keys)
+
+
+def set_hyperparams(opt_state, hyperparams: Mapping[str, Sequence[float]] | None, members: int):
+    """`opt_state` (with a member axis) with each named injected hyperparameter set to one value per member."""
+    for name, values in (hyperparams or {}).items():
+        values = np.asarray(values, np.float32)
+        if values.shape != (members,):
+            raise ValueError(f"hyperparams[{name!r}] must give one value per member ({members}), got shape "
+                             f"{values.shape}")
+        opt_state = optimizers.set_hyperparam(opt_state, name, values)
+    return opt_state
+
+
+def member(tree, m: int):
+    """Member `m`'s slice of a tree with a member axis."""
+    return jax.tree_util.tree_map(lambda a: a[m], tree)
+
+
+def broadcast(tree, members: int):
+    """`tree` repeated along a new leading member axis."""
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (members, *jnp.shape(a))), tree)
+
+
+def mean_logs(logs: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The mean over members of each key."""
+    return {k: float(np.mean([log[k] for log in logs])) for k in logs[0]}
