@@ -134,11 +134,16 @@ _ORBAX_THREAD_ERRORS = _OrbaxThreadErrors()
 def quiet_exit(status: int, debug: bool) -> None:
     """Before the interpreter exits with `status`: no late signal, and after an error line no more noise about
     the same failure (tensorboardX's atexit flush on a full disk, exceptions in orbax's threads); --debug keeps
-    it."""
+    it. A failed process of a multi-process run exits at once (its peers may be dead)."""
     ignore_stop_signals()
     if status and not debug:
         sys.unraisablehook = lambda unraisable: None
         threading.excepthook = lambda args: None
+    if status and "jaxnn.distributed" in sys.modules:
+        from jaxnn import distributed
+
+        if distributed.joined():  # a failed process of a multi-process run: not held by dead peers
+            distributed.exit_failed(status)
 
 
 @contextlib.contextmanager

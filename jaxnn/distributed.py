@@ -230,7 +230,26 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
             heartbeat_timeout_seconds=math.ceil(heartbeat_timeout_s))
     finally:
         deadline.cancel()
+    global _joined
+    _joined = True
     return True
+
+
+_joined = False
+
+
+def joined() -> bool:
+    """Whether this process joined a multi-process run through `initialize`."""
+    return _joined
+
+
+def exit_failed(status: int) -> None:
+    """End a failed process of a multi-process run now, with `status`: the interpreter's exit would wait in
+    jax.distributed's shutdown for peers that may be dead (its own line is already printed)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
 
 
 def _from_env(name: str):

@@ -111,6 +111,13 @@ def _describe_status(returncode: int) -> str:
     return f"status {returncode}"
 
 
+def first_failure(codes: list[int | None]) -> int | None:
+    """The index of the failed child to report (None if none failed): one ended by a signal before one that
+    exited with an error, since its peers fail on their own when it dies (all seen in the same poll)."""
+    failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
+    return min(failed, key=lambda i: (codes[i] > 0, i), default=None)
+
+
 def supervise(children: _Children) -> int:
     """Wait for the children; the first to fail stops the others, unless a forwarded signal asked them all to stop."""
     forwarded = []
@@ -124,7 +131,7 @@ def supervise(children: _Children) -> int:
         signal.signal(signum, forward)
     while True:
         codes = [proc.poll() for proc in children.procs]
-        failed = next((i for i, code in enumerate(codes) if code not in (None, 0)), None)
+        failed = first_failure(codes)
         if failed is not None and not forwarded:
             others = len(codes) - 1
             print(f"jaxnn.launch: process {failed} exited with {_describe_status(codes[failed])}; "

@@ -131,3 +131,9 @@ def test_parse_args_keeps_the_script_arguments():
     args = launch.parse_args(["--num_processes", "2", "--port", "1234", "--", "train.py", "--config", "c.py"])
     assert (args.num_processes, args.port, args.command) == (2, 1234, ["train.py", "--config", "c.py"])
     assert launch.exit_status(-9) == 137 and launch.exit_status(3) == 3
+
+
+def test_the_failure_reported_is_a_killed_process_before_the_peers_that_failed_because_of_it():
+    assert launch.first_failure([None, 0, None]) is None
+    assert launch.first_failure([1, -9, None]) == 1  # seen in one poll: the SIGKILLed one is the cause
+    assert launch.first_failure([3, 1, None]) == 0 and launch.first_failure([0, -15, -9]) == 1

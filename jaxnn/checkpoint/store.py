@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.checkpoint import late_errors
 from jaxnn.checkpoint.fingerprint import summarize
 from jaxnn.checkpoint.trees import CheckpointError, is_key, leaves, path_str
 
@@ -49,8 +50,11 @@ def orbax_checkpointer(asynchronous: bool):
     """orbax's checkpointer for these checkpoints: uncompressed (zstd cost a third of a save's CPU for ~8%
     of float weights' bytes, bench/RESULTS.md); `asynchronous` writes after `save` returns. Its barriers
     name every process, so orbax syncs through the distributed service's barriers rather than a device
-    collective: saves start on a background thread while the training steps run theirs."""
+    collective: saves start on a background thread while the training steps run theirs. A failed save or
+    restore prints no late errors of its operations still in flight (`late_errors`)."""
     import orbax.checkpoint as ocp
+
+    late_errors.install()
 
     processes = ocp.options.MultiprocessingOptions(active_processes=set(range(jax.process_count())))
     handler = ocp.PyTreeCheckpointHandler(use_compression=False, multiprocessing_options=processes)

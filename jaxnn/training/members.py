@@ -29,7 +29,9 @@ def as_member_keys(keys) -> jax.Array | None:
     if isinstance(keys, (list, tuple)):
         if not keys:
             raise ValueError("keys must hold at least one key (one per member), got an empty sequence")
-        return jnp.stack([jax.random.key(int(k)) if isinstance(k, (int, np.integer)) else k for k in keys])
+        if all(isinstance(k, (int, np.integer)) for k in keys):
+            return jax.vmap(jax.random.key)(jnp.asarray(keys, jnp.uint32))
+        return jax.random.wrap_key_data(jnp.stack([jax.random.key_data(k) for k in keys]))
     keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
     typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
     if (typed and keys.ndim == 0) or (not typed and keys.ndim == 1):
@@ -49,8 +51,13 @@ def set_hyperparams(opt_state, hyperparams: Mapping[str, Sequence[float]] | None
 
 
 def member(tree, m: int):
-    """Member `m`'s slice of a tree with a member axis."""
-    return jax.tree_util.tree_map(lambda a: a[m], tree)
+    """Member `m`'s slice of a tree with a member axis (keys sliced through their data: a slice is not a use)."""
+    def take(a):
+        if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(jax.random.key_data(a)[m], impl=jax.random.key_impl(a))
+        return a[m]
+
+    return jax.tree_util.tree_map(take, tree)
 
 
 def broadcast(tree, members: int):

@@ -332,7 +332,7 @@ class Trainer:
             init, key = jax.vmap(init), keys
         else:
             key = _as_key(key)
-        abstract = jax.eval_shape(init, key)
+        abstract = jax.eval_shape(init, jax.ShapeDtypeStruct(key.shape, key.dtype))
         if self.per_example is not None:
             refuse_model_state(abstract.model_state)
         state = jax.jit(init, out_shardings=self.state_shardings(abstract))(key)
