@@ -16,7 +16,8 @@ Each timing is `--epochs` epochs after a warm-up; the four alternate within each
 round so that machine noise hits all alike; medians over `--rounds`. Also:
 the compile time of fit's first call (K=1 and auto, fresh Trainers) and whether
 the K=1 and auto runs of one init give the same History and parameters bit for bit.
-`--ensemble` adds the vmap-ensemble figures (`bench/bench_ensemble.py`).
+`--ensemble`, `--per-example` and `--startup` add the figures of `bench/bench_ensemble.py`,
+`bench/bench_per_example.py` and `bench/bench_startup.py` (default settings); `--all` all three.
 """
 from __future__ import annotations
 
@@ -203,15 +204,26 @@ def main():
     parser.add_argument("--examples", type=int, default=60000)
     parser.add_argument("--workloads", default="seed,wide")
     parser.add_argument("--ensemble", action="store_true", help="also the vmap-ensemble figures")
+    parser.add_argument("--per-example", action="store_true", help="also the per-example gradient costs")
+    parser.add_argument("--startup", action="store_true", help="also train.py's start-up split")
+    parser.add_argument("--all", action="store_true", help="every figure of issue 18 in one run")
     args = parser.parse_args()
     x, y = make_data(args.examples)
     print(f"device: {jax.devices()[0].platform} x{jax.device_count()}")
     for name in args.workloads.split(","):
         throughput(name, x, y, args.rounds, args.epochs)
-    if args.ensemble:
+    if args.ensemble or args.all:
         import bench_ensemble
 
         bench_ensemble.main([])
+    if args.per_example or args.all:
+        import bench_per_example
+
+        bench_per_example.main([])
+    if args.startup or args.all:
+        import bench_startup
+
+        bench_startup.main([])
 
 
 if __name__ == "__main__":

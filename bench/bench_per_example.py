@@ -58,11 +58,11 @@ def step_runner(workload: dict, per_example, chunk: int | None, steps: int):
     return run
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=200)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"device: {jax.devices()[0].platform} x{jax.device_count()}  steps per timing: {args.steps}  "
           f"rounds: {args.rounds}")
     for label, workload in WORKLOADS.items():

@@ -95,12 +95,12 @@ def one_run(config: str, overrides: list[str]) -> dict[str, float]:
     return phases
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--config", default="configs/fashion_mnist_seed.py")
     parser.add_argument("overrides", nargs="*", help="more train.py flags, after --")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     one_run(args.config, args.overrides)  # fills the array cache and the compilation cache
     runs = []
     for i in range(args.runs):

@@ -1,0 +1,112 @@
+"""vmap ensembles: M seed models of the seed config in one jitted step against one model, on Fashion-MNIST.
+
+    python bench/bench_ensemble.py [--members 8] [--epochs 5] [--rounds 3] [--conv-steps 20]
+
+Prints:
+  - wall time of `fit` for one model and for `--members` members at once (the seed
+    config: 784-100 sigmoid-10, RMSprop, batch 32, 20% validation), medians of
+    `--rounds` alternated rounds after a compiling run, and their ratio;
+  - each member's History against that member trained alone (largest difference);
+  - each member's test accuracy, and the ensemble's (the mean of the members' probabilities);
+  - for the CNN of configs/fashion_mnist_cnn.py, the train step of 4 members by
+    `jax.vmap` against `lax.map` over the members (median step time), which says
+    which of the two an ensemble of convolutions should use on this backend.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+from jaxnn import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Sequential, Trainer, optimizers
+from jaxnn.data import load_splits
+
+
+def seed_trainer() -> Trainer:
+    return Trainer(Sequential([Flatten(), Dense(100, "sigmoid"), Dense(10, "softmax")]),
+                   loss="sparse_categorical_crossentropy", optimizer=optimizers.get("rmsprop"))
+
+
+def fit(keys, x, y, epochs: int):
+    trainer = seed_trainer()
+    start = time.perf_counter()
+    state, history = trainer.fit(trainer.init(keys, x.shape[1:]), x, y, epochs=epochs, batch_size=32,
+                                 validation_split=0.2, verbose=0)
+    jax.block_until_ready(state.params)
+    return time.perf_counter() - start, trainer, state, history
+
+
+def largest_difference(a: dict, b: dict) -> float:
+    return max(float(np.max(np.abs(np.subtract(a[k], b[k])))) for k in a)
+
+
+def conv_members(members: int, steps: int) -> dict[str, float]:
+    """Median seconds of a train step of `members` CNNs: vmap over members against lax.map over them."""
+    model = Sequential([Conv2D(32, 3, padding="same", activation="relu"), MaxPooling2D(2),
+                        Conv2D(64, 3, padding="same", activation="relu"), MaxPooling2D(2), Flatten(), Dropout(0.3),
+                        Dense(128, "relu"), Dropout(0.3), Dense(10, "softmax")])
+    trainer = Trainer(model, optimizer=optimizers.get("adam"))
+    step = trainer._make_train_step()
+    rng = np.random.default_rng(0)
+    batch = jax.device_put({"inputs": rng.random((128, 28, 28, 1), dtype=np.float32),
+                            "targets": rng.integers(0, 10, 128).astype(np.int32)})
+    variants = {"vmap": jax.jit(jax.vmap(lambda s: step(s, batch)[0])),
+                "lax.map": jax.jit(lambda states: jax.lax.map(lambda s: step(s, batch)[0], states))}
+    states = {name: trainer.init(list(range(members)), (28, 28, 1)) for name in variants}
+    times = {name: [] for name in variants}
+    for name, fn in variants.items():
+        states[name] = jax.block_until_ready(fn(states[name]))  # compile
+    for _ in range(steps):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            states[name] = jax.block_until_ready(fn(states[name]))
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--conv-steps", type=int, default=20)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    (x, y), (x_test, y_test) = load_splits("fashion_mnist", ["train", "test"])
+    seeds = list(range(args.members))
+    fit(0, x, y, 1), fit(seeds, x, y, 1)  # compile both
+    one, many = [], []
+    for _ in range(args.rounds):
+        one.append(fit(0, x, y, args.epochs)[0])
+        seconds, trainer, state, history = fit(seeds, x, y, args.epochs)
+        many.append(seconds)
+    print(f"\n## vmap ensemble: {args.members} seed models (784-100 sigmoid-10, RMSprop, batch 32), "
+          f"{args.epochs} epochs, {args.rounds} rounds")
+    print(f"one model   median {statistics.median(one):6.1f} s  (rounds: {', '.join(f'{t:.1f}' for t in one)})")
+    print(f"{args.members} members  median {statistics.median(many):6.1f} s  "
+          f"(rounds: {', '.join(f'{t:.1f}' for t in many)})")
+    print(f"ratio {args.members} members / one: {statistics.median(many) / statistics.median(one):.2f}")
+
+    diffs, accs = [], []
+    probs = trainer.predict(state, x_test, batch_size=1000)
+    for m, seed in enumerate(seeds):
+        alone = fit(seed, x, y, args.epochs)[3]
+        diffs.append(largest_difference(alone.history, history.members[m].history))
+        accs.append(float(np.mean(probs[m].argmax(-1) == y_test)))
+    ensemble = float(np.mean(probs.mean(0).argmax(-1) == y_test))
+    print(f"each member's History against the member alone: largest difference {max(diffs):.3g} "
+          f"(per member: {', '.join(f'{d:.2g}' for d in diffs)})")
+    print(f"member test accuracies: {', '.join(f'{a:.4f}' for a in accs)}  (best {max(accs):.4f})")
+    print(f"ensemble test accuracy (mean of the members' probabilities): {ensemble:.4f}  "
+          f"({'above' if ensemble > max(accs) else 'NOT above'} the best member by {ensemble - max(accs):+.4f})")
+
+    conv = conv_members(4, args.conv_steps)
+    print(f"CNN train step of 4 members: vmap {conv['vmap'] * 1e3:.0f} ms, lax.map {conv['lax.map'] * 1e3:.0f} ms "
+          f"(vmap / lax.map {conv['vmap'] / conv['lax.map']:.2f})")
+
+
+if __name__ == "__main__":
+    main()
