@@ -29,4 +29,5 @@ def get_config():
     config.checkpoint = dict(save_final=True, every_steps=0, keep=3, monitor="val_loss")
     config.mesh = dict(data=1, fsdp=1, rules=(), min_shard_bytes=4 * 2**20)  # many devices: docs/distributed.md
     config.distributed = dict(initialization_timeout_s=300.0, heartbeat_timeout_s=30.0, watchdog_s=600.0)
+    config.sweep = dict(seeds=1, learning_rate=())  # several models at once: docs/configs.md "Sweeps"
     return config

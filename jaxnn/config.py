@@ -2,7 +2,8 @@
 
 A config has the sections `dataset`, `model`, `loss`, `optimizer`, `train`,
 `eval` and `checkpoint` (see configs/fashion_mnist_mlp.py), and optionally
-`mesh` and `distributed` (many devices and hosts: docs/distributed.md). `build` returns the
+`mesh` and `distributed` (many devices and hosts: docs/distributed.md), and `sweep` (seeds and
+hyperparameters trained at once as the members of an ensemble: jaxnn/sweep.py). `build` returns the
 parts (model, loss, optimizer factory, metrics, data spec, sections, seed); the
 classify task binds them into a Trainer once the run's length is known. Every
 name, number and shape is checked here, before any data is loaded or any file
@@ -23,7 +24,7 @@ import optax
 
 from jax.sharding import Mesh
 
-from jaxnn import data, distributed, losses, metrics as metrics_lib, optimizers, validation
+from jaxnn import data, distributed, losses, metrics as metrics_lib, optimizers, sweep, validation
 from jaxnn.layers import Dense, Dropout, Flatten, Layer, from_spec
 from jaxnn.layers.shapes import abstract_init
 from jaxnn.models import Sequential
@@ -65,7 +66,7 @@ DISTRIBUTED_DEFAULTS = dict(initialization_timeout_s=300.0, heartbeat_timeout_s=
 _NOT_FINGERPRINTED = {"eval": None, "checkpoint": None, "mesh": None, "distributed": None,
                       "train": ("log_every_steps", "steps_per_dispatch", "tensorboard", "histogram_freq"), "dataset": ("data_dir",)}
 SECTIONS = ("task", "seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint", "mesh",
-            "distributed")
+            "distributed", "sweep")
 REQUIRED_SECTIONS = ("dataset", "model", "loss", "optimizer", "train")  # the others have defaults
 EVAL_DEFAULTS = dict(batch_size=1000)
 
@@ -129,8 +130,12 @@ def with_defaults(section: str, values: dict, defaults: dict) -> dict:
 
 
 def fingerprint(config: ml_collections.ConfigDict) -> dict:
-    """The config as plain JSON, less the fields that do not change the numbers (eval, checkpointing, logging)."""
+    """The config as plain JSON, less the fields that do not change the numbers (eval, checkpointing, logging,
+    a `sweep` section that sweeps nothing)."""
     plain = json.loads(config.to_json())
+    given = plain.get("sweep")
+    if isinstance(given, dict) and given.get("seeds", 1) == 1 and not any(v for k, v in given.items() if k != "seeds"):
+        plain.pop("sweep")
     for section, fields in _NOT_FINGERPRINTED.items():
         if fields is None:
             plain.pop(section, None)
@@ -157,6 +162,7 @@ class Experiment:
     mesh: Mesh
     sharding: dict  # Trainer's sharding_rules and min_shard_bytes
     distributed: dict
+    members: tuple[dict, ...] = ()  # with a sweep: {"seed", "hyperparams"} per member (jaxnn.sweep)
 
 
 def build_model(model_cfg: dict, num_classes: int) -> Layer:
@@ -299,9 +305,15 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     distributed.state_shardings({"params": params}, mesh, sharding["sharding_rules"], sharding["min_shard_bytes"])
     seed = config.get("seed", 0)
     validation.integer("seed", seed)
+    sweep_cfg, members = sweep.sweep_options(config), ()
+    if sweep.is_sweep(sweep_cfg):
+        validation.require("train.per_example.list_largest", train["per_example"]["list_largest"],
+                           not train["per_example"]["list_largest"], "0 with a sweep (it lists one model's examples)")
+        shared = sweep.check_sweep(sweep_cfg, section(config, "optimizer"), build_optimizer, params, mesh)
+        optimizer, members = functools.partial(build_optimizer, shared), tuple(sweep.members(sweep_cfg, seed))
     return Experiment(model=model, loss=loss_fn, optimizer=optimizer, metrics=metric_names, data_spec=info,
                       dataset=dataset, train=train, eval=eval_cfg, checkpoint=checkpoint, seed=seed, mesh=mesh,
-                      sharding=sharding, distributed=options)
+                      sharding=sharding, distributed=options, members=members)
 
 
 def _check_train_options(train: dict) -> None:

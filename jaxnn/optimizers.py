@@ -178,6 +178,12 @@ def learning_rate(opt_state):
     return None
 
 
+def settable_hyperparams(opt_state) -> tuple[str, ...]:
+    """The names `set_hyperparam` can set in `opt_state`: injected hyperparameters that follow no schedule."""
+    return tuple(name for s in _hyperparams_states(opt_state) for name in s.hyperparams
+                 if name not in s.hyperparams_states)
+
+
 def set_learning_rate(opt_state, value):
     """`opt_state` with a new constant learning rate; ValueError if it follows a schedule or isn't exposed."""
     return set_hyperparam(opt_state, "learning_rate", value)

@@ -125,6 +125,9 @@ def load_experiment(workdir):
     if task != "classify":
         raise ValueError(f"{workdir} is a {task!r} run; load_run reads classify runs (save_model/load_model take any)")
     experiment = build(config)
+    if experiment.members:
+        raise ValueError(f"{workdir} is a sweep of {len(experiment.members)} models; load one of them with "
+                         f"load_model('{os.path.join(os.fspath(workdir), 'model', 'member_<i>')}')")
     final = os.path.join(os.fspath(workdir), "checkpoints", "final")
     return config, experiment, _read_variables(final, experiment.model, experiment.data_spec.input_shape)
 

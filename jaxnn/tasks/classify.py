@@ -6,7 +6,7 @@ and evaluates, writing into the workdir:
 
     checkpoints/step_<n>/   checkpoints for exact resume (last K plus the best)
     checkpoints/final/      the final parameters and model state
-    model/                  the whole model (`jaxnn.load_model`), with its config
+    model/                  the whole model (`jaxnn.load_model`), with its config; a sweep: model/member_<i>/
     confusion_matrix.png    test-set confusion matrix; per-class precision/recall/F1 go to results.json
     errors.png              image datasets: the most confidently misclassified test images
     tensorboard/            event files: scalars per log interval and epoch, weight histograms
@@ -15,6 +15,14 @@ and evaluates, writing into the workdir:
                                   largest gradient norms (candidates for wrong labels)
 
 With DP-SGD (`train.per_example.noise_multiplier` > 0) the results get `privacy`: epsilon at delta.
+results.json's `train_seconds` is the time inside `fit`.
+
+A `sweep` section (jaxnn/sweep.py) trains its members at once (a TrainState with a member axis): the
+callbacks, history.json and history.csv see the mean over members, curves.png draws each member and the
+mean; the results' top-level test metrics, per-class report, confusion matrix and errors.png are the
+ensemble's (the mean of the members' probabilities), and `members` holds each member's seed,
+hyperparameters and test metrics. checkpoints/final keeps the member axis; each member is also a whole
+model of its own in model/member_<i>/ (`jaxnn.load_model`), since one model/ holds one model.
 
 In a multi-process run every process trains and checkpoints; only process 0
 prints and writes the history, curves and TensorBoard files (no weight
@@ -26,21 +34,25 @@ import os
 import time
 
 import jax
+import numpy as np
 import ml_collections
 
 from jaxnn.checkpoint import save_tree
 from jaxnn.config import Experiment, build, fingerprint
+from jaxnn.sweep import member_hyperparams
 from jaxnn.data.specs import IMAGE_DATASETS
 from jaxnn.data.splits import check_data_dir, split_size
 from jaxnn.models import summary
-from jaxnn.report import classification_report, plot_confusion_matrix, plot_errors
+from jaxnn.report import class_probabilities, plot_confusion_matrix, plot_errors, report_from_probabilities
 from jaxnn.saving import save_model
-from jaxnn.tasks.common import TASKS
+from jaxnn.tasks.common import TASKS, FitClock
+from jaxnn.tasks.ensemble import ensemble_metrics, ensemble_outputs, member_results
 from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, ModelCheckpoint, PlotHistory, ReduceLROnPlateau,
                                       TensorBoard, TerminateOnNaN)
 from jaxnn.training.guard import NonFiniteError
 from jaxnn.training.history import History
 from jaxnn.training.largest_gradients import largest_gradients, write_largest_gradients
+from jaxnn.training.members import member
 from jaxnn.training.per_example import PerExample
 from jaxnn.training.privacy import privacy_report
 from jaxnn.training.trainer import Trainer, split_sizes
@@ -122,41 +134,73 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     train = experiment.train
     steps_per_epoch = split_sizes(x_train.shape[0], train["validation_split"])[0] // train["batch_size"]
     trainer = build_trainer(experiment, steps_per_epoch * train["epochs"])
-    state = trainer.init(jax.random.key(experiment.seed), x_train.shape[1:])
-    summary(trainer.model, x_train.shape[1:], params=state.params, state=state.model_state, print_fn=print_fn,
-            policy=trainer.policy)
-    state, history = trainer.fit(
-        state, x_train, y_train, epochs=train["epochs"], batch_size=train["batch_size"],
-        validation_split=train["validation_split"], shuffle=train["shuffle"],
-        callbacks=_callbacks(train, workdir, checkpointer), verbose=int(print_fn is not None),
-        log_every_steps=train["log_every_steps"], steps_per_dispatch=train["steps_per_dispatch"],
-        watchdog_s=(experiment.distributed["watchdog_s"] or None) if jax.process_count() > 1 else None,
-    )
+    members = experiment.members
+    if members:
+        state = trainer.init([m["seed"] for m in members], x_train.shape[1:], hyperparams=member_hyperparams(members))
+        summary(trainer.model, x_train.shape[1:], print_fn=print_fn, policy=trainer.policy)
+        if print_fn is not None:
+            print_fn(f"sweep: {len(members)} members trained at once: "
+                     + ", ".join(f"seed {m['seed']}" + "".join(f" {k}={v:g}" for k, v in m["hyperparams"].items())
+                                 for m in members))
+    else:
+        state = trainer.init(jax.random.key(experiment.seed), x_train.shape[1:])
+        summary(trainer.model, x_train.shape[1:], params=state.params, state=state.model_state,
+                print_fn=print_fn, policy=trainer.policy)
+    with FitClock() as clock:
+        state, history = trainer.fit(
+            state, x_train, y_train, epochs=train["epochs"], batch_size=train["batch_size"],
+            validation_split=train["validation_split"], shuffle=train["shuffle"],
+            callbacks=_callbacks(train, workdir, checkpointer), verbose=int(print_fn is not None),
+            log_every_steps=train["log_every_steps"], steps_per_dispatch=train["steps_per_dispatch"],
+            watchdog_s=(experiment.distributed["watchdog_s"] or None) if jax.process_count() > 1 else None,
+        )
     if history.nonfinite is not None:
         kept = checkpointer.manager.steps()
         raise NonFiniteError(f"{history.nonfinite}; " + (f"last good checkpoint: step {kept[-1]} in "
                                                          f"{checkpointer.manager.directory}" if kept else
                                                          "no checkpoint was saved before it"))
-    test = trainer.evaluate(state, x_test, y_test, batch_size=experiment.eval["batch_size"])
+    from_logits = bool(config.loss.get("from_logits", False))
+    eval_batch = experiment.eval["batch_size"]
+    outputs = trainer.predict(state, x_test, batch_size=eval_batch)
+    if members:
+        outputs = ensemble_outputs(outputs, from_logits=from_logits)
+        test = ensemble_metrics(trainer, outputs, y_test)
+    else:
+        test = trainer.evaluate(state, x_test, y_test, batch_size=eval_batch)
     results = {f"test_{k}": v for k, v in test.items()}
     results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 2),
-                   train_examples=int(x_train.shape[0]), test_examples=int(x_test.shape[0]))
-    results.update(_report(config, experiment, trainer, state, x_test, y_test, workdir))
+                   train_seconds=round(clock.seconds, 2), train_examples=int(x_train.shape[0]),
+                   test_examples=int(x_test.shape[0]))
+    results.update(_report(experiment, outputs, from_logits, x_test, y_test, workdir))
     results.update(_per_example_results(trainer, state, experiment, x_train, y_train, workdir, print_fn))
+    if members:
+        results["members"] = member_results(members, trainer.evaluate(state, x_test, y_test, batch_size=eval_batch))
     if ckpt_cfg["save_final"]:
-        variables = {"params": state.params, "model_state": state.model_state}
-        save_tree(os.path.join(workdir, "checkpoints", "final"), variables)  # every process takes part
-        if jax.process_count() == 1:  # its staging directory is per process; load_run(workdir) serves many
-            save_model(os.path.join(workdir, "model"), trainer.model, variables, input_shape=x_train.shape[1:],
-                       dtype=experiment.data_spec.input_dtype, config=config)
+        _save_final(config, experiment, trainer, state, workdir, x_train.shape[1:])
     return results, history
 
 
-def _report(config, experiment: Experiment, trainer: Trainer, state, x_test, y_test, workdir: str) -> dict:
-    """confusion_matrix.png and, for images, errors.png into `workdir`; returns the results' per-class entries."""
-    report = classification_report(trainer, state, x_test, y_test, experiment.data_spec.class_names,
-                                   from_logits=bool(config.loss.get("from_logits", False)),
-                                   batch_size=experiment.eval["batch_size"])
+def _save_final(config, experiment: Experiment, trainer: Trainer, state, workdir: str, input_shape) -> None:
+    """checkpoints/final (a sweep's with its member axis) and the whole model in model/ (one per member)."""
+    variables = {"params": state.params, "model_state": state.model_state}
+    save_tree(os.path.join(workdir, "checkpoints", "final"), variables)  # every process takes part
+    if jax.process_count() > 1:  # its staging directory is per process; load_run(workdir) serves many
+        return
+    save = lambda path, variables: save_model(path, trainer.model, variables, input_shape=input_shape,
+                                              dtype=experiment.data_spec.input_dtype, config=config)
+    if not experiment.members:
+        save(os.path.join(workdir, "model"), variables)
+    for m in range(len(experiment.members)):
+        save(os.path.join(workdir, "model", f"member_{m}"), member(variables, m))
+
+
+def _report(experiment: Experiment, outputs, from_logits: bool, x_test, y_test, workdir: str) -> dict:
+    """confusion_matrix.png and, for images, errors.png into `workdir` from the model's test `outputs`; returns
+    the results' per-class entries."""
+    if not isinstance(outputs, np.ndarray):
+        raise ValueError("the classify task's report takes a model with one output")
+    report = report_from_probabilities(y_test, class_probabilities(outputs, from_logits=from_logits),
+                                       experiment.data_spec.class_names)
     if jax.process_index() == 0:  # every process computes the report (predict is collective); one writes it
         plot_confusion_matrix(report, os.path.join(workdir, "confusion_matrix.png"))
         if experiment.dataset["name"] in IMAGE_DATASETS:
@@ -171,7 +215,7 @@ def _per_example_results(trainer, state, experiment: Experiment, x_train, y_trai
     num_train = split_sizes(x_train.shape[0], train["validation_split"])[0]
     if options["noise_multiplier"]:
         out["privacy"] = privacy_report(options["noise_multiplier"], train["batch_size"], num_train,
-                                        int(state.step), options["delta"] or None)
+                                        int(np.max(state.step)), options["delta"] or None)
         if print_fn is not None:
             print_fn(f"privacy: epsilon {out['privacy']['epsilon']} at delta {out['privacy']['delta']:.3g}"
                      + (f" ({out['privacy']['note']})" if "note" in out["privacy"] else ""))

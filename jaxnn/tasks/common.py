@@ -1,8 +1,9 @@
-"""What every task shares: the `TASKS` registry, checks of config sections, writing the results files."""
+"""What every task shares: the `TASKS` registry, checks of config sections, the fit clock, writing the results files."""
 from __future__ import annotations
 
 import json
 import os
+import time
 
 import jax
 import ml_collections
@@ -14,6 +15,20 @@ from jaxnn.training.history import History
 from jaxnn.validation import integer, require
 
 TASKS: Registry = Registry("task")
+
+
+class FitClock:
+    """Seconds spent inside the `with` blocks it times (the fit calls: results.json's `train_seconds`), summed."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self._start
 
 
 def config_section(config: ml_collections.ConfigDict, name: str, defaults: dict) -> dict:
@@ -33,7 +48,10 @@ def required_section(config: ml_collections.ConfigDict, name: str) -> dict:
 
 
 def check_sections(config: ml_collections.ConfigDict, allowed: tuple[str, ...]) -> int:
-    """Reject an unknown section; returns the checked `seed`."""
+    """Reject an unknown section (a `sweep` is the classify task's alone); returns the checked `seed`."""
+    if "sweep" in config and "sweep" not in allowed:
+        raise ValueError(f"sweep trains the members of a classify run; task {config.get('task')!r} takes no "
+                         "sweep section")
     unknown = sorted(set(config.keys()) - set(allowed))
     if unknown:
         raise ValueError(f"unknown config section {unknown[0]!r}; allowed: {', '.join(allowed)}")

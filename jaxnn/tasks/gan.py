@@ -13,7 +13,8 @@ import numpy as np
 from jaxnn.checkpoint import load_tree, save_tree
 from jaxnn.config import build_model
 from jaxnn.models import summary
-from jaxnn.tasks.common import TASKS, check_sections, config_section, image_dataset, optimizer_section, phase_optimizer
+from jaxnn.tasks.common import (TASKS, FitClock, check_sections, config_section, image_dataset, optimizer_section,
+                                 phase_optimizer)
 from jaxnn.tasks.gan_model import GAN, save_image_grid
 from jaxnn.training.history import History, plot_history
 from jaxnn.validation import non_negative_int, positive_int, require
@@ -116,13 +117,14 @@ def gan_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print)
                      + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         tick[0] = time.perf_counter()
 
-    state, history = gan.fit(state, images * 2.0 - 1.0, epochs=train["epochs"], batch_size=train["batch_size"],
-                             on_epoch_end=on_epoch_end)
+    with FitClock() as clock:
+        state, history = gan.fit(state, images * 2.0 - 1.0, epochs=train["epochs"], batch_size=train["batch_size"],
+                                 on_epoch_end=on_epoch_end)
     save_tree(os.path.join(workdir, "checkpoints", "final"),
               {side: {"params": getattr(state, side).params, "model_state": getattr(state, side).model_state}
                for side in ("generator", "discriminator")})
     plot_history(history, os.path.join(workdir, "curves.png"))
     results = {**{k: v[-1] for k, v in history.history.items()}, "epochs": train["epochs"],
                "train_examples": int(len(images)), "median_epoch_seconds": round(float(np.median(epoch_seconds)), 2),
-               "wall_seconds": round(time.perf_counter() - started, 2)}
+               "wall_seconds": round(time.perf_counter() - started, 2), "train_seconds": round(clock.seconds, 2)}
     return results, history

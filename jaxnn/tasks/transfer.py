@@ -14,7 +14,8 @@ from jaxnn.layers import Dense, Input, from_spec
 from jaxnn.layers.shapes import abstract_init
 from jaxnn.models import summary
 from jaxnn.tasks import transfer_weights as transfer
-from jaxnn.tasks.common import TASKS, check_sections, config_section, image_dataset, optimizer_section, phase_optimizer
+from jaxnn.tasks.common import (TASKS, FitClock, check_sections, config_section, image_dataset, optimizer_section,
+                                 phase_optimizer)
 from jaxnn.training.history import History
 from jaxnn.training.trainer import Trainer
 from jaxnn.validation import is_int, non_negative_int, positive_int, require
@@ -144,8 +145,12 @@ def transfer_task(config: ml_collections.ConfigDict, workdir: str, *,
     for field, section, n in (("pretrain.batch_size", pretrain, len(yb)), ("transfer.batch_size", phases, len(yt))):
         require(field, section["batch_size"], section["batch_size"] <= n, f"at most the {n} training examples")
     shape, eval_bs, verbose = x_train.shape[1:], plan["eval_batch_size"], int(print_fn is not None)
-    fit = lambda trainer, state, x, y, epochs, batch_size: trainer.fit(
-        state, x, y, epochs=epochs, batch_size=batch_size, verbose=verbose)
+    clock = FitClock()
+
+    def fit(trainer, state, x, y, epochs, batch_size):
+        with clock:
+            return trainer.fit(state, x, y, epochs=epochs, batch_size=batch_size, verbose=verbose)
+
     new_trainer = lambda tx: Trainer(plan["new"], loss=_LOSS, optimizer=tx, metrics=("accuracy",))
     histories, seconds = {}, {}
 
@@ -217,5 +222,6 @@ def transfer_task(config: ml_collections.ConfigDict, workdir: str, *,
         "target_test_examples": int(len(yt_test)),
         "phase_seconds": {k: round(v, 2) for k, v in seconds.items()},
         "wall_seconds": round(time.perf_counter() - started, 2),
+        "train_seconds": round(clock.seconds, 2),
     }
     return results, histories

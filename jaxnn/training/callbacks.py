@@ -17,7 +17,7 @@ from jaxnn import checkpoint as ckpt, optimizers, validation
 from jaxnn.io import Background, write_atomic
 from jaxnn.training.checkpointing import ModelCheckpoint
 from jaxnn.training.guard import NonFinite
-from jaxnn.training.history import plot_history
+from jaxnn.training.history import History, plot_history
 from jaxnn.training.loop import Callback, Run
 from jaxnn.training.monitor import improved, resolve_mode
 
@@ -251,14 +251,16 @@ class PlotHistory(Callback):
 
     def _draw(self, run) -> None:
         self._last, self._stale = time.monotonic(), False
-        snapshot = {k: list(v) for k, v in run.history.history.items()}
+        h = run.history  # copied: training goes on while the drawing is made
+        snapshot = History(h.history, h.epoch, None if h.members is None else [History(m.history, m.epoch)
+                                                                                for m in h.members])
         self._io.submit(self._write, snapshot)
 
     def flush(self) -> None:
         """Wait until the PNG holds the last requested drawing."""
         self._io.wait()
 
-    def _write(self, history: dict) -> None:
+    def _write(self, history: History) -> None:
         directory, name = os.path.split(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".tmp-{name}")

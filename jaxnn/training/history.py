@@ -54,7 +54,8 @@ class History:
 
 
 def plot_history(history, path: str | os.PathLike | None = None):
-    """Loss and accuracy (train and validation) against epochs, as in the seed notes.
+    """Loss and accuracy (train and validation) against epochs, as in the seed notes; for a History with
+    `members` (an ensemble), each member's curves as thin lines under their mean.
 
     Returns the matplotlib Figure (it displays in a notebook); with `path`, also
     writes it there (PNG). Built without pyplot, so it is safe off the main thread.
@@ -63,14 +64,21 @@ def plot_history(history, path: str | os.PathLike | None = None):
     from matplotlib.ticker import MaxNLocator
 
     hist = history.history if isinstance(history, History) else dict(history)
+    members = [m.history for m in history.members or ()] if isinstance(history, History) else []
     panels = [k for k in hist if not k.startswith("val_") and k != "lr"]
     fig = Figure(figsize=(5 * len(panels), 4))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, key in zip(axes[0], panels):
-        epochs = range(1, len(hist[key]) + 1)
-        ax.plot(epochs, hist[key], "o-", label=key)
+        for color, name in (("C0", key), ("C1", f"val_{key}")):
+            for i, member in enumerate(members):
+                if name in member:
+                    ax.plot(range(1, len(member[name]) + 1), member[name], "-" if color == "C0" else "--",
+                            color=color, lw=0.8, alpha=0.35, label=f"{name}, each member" if i == 0 else None)
+        mean = " (mean)" if members else ""
+        ax.plot(range(1, len(hist[key]) + 1), hist[key], "o-", color="C0", label=key + mean)
         if f"val_{key}" in hist:
-            ax.plot(range(1, len(hist[f"val_{key}"]) + 1), hist[f"val_{key}"], "s--", label=f"val_{key}")
+            ax.plot(range(1, len(hist[f"val_{key}"]) + 1), hist[f"val_{key}"], "s--", color="C1",
+                    label=f"val_{key}" + mean)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)

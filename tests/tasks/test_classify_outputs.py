@@ -25,8 +25,8 @@ def test_a_run_writes_the_report_and_a_model_that_loads(tmp_path):
                           env=dict(os.environ, JAXNN_COMPILATION_CACHE=str(tmp_path / "xla")))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((workdir / "results.json").read_text())
-    assert list(results) == ["test_loss", "test_accuracy", "epochs", "wall_seconds", "train_examples",
-                             "test_examples", "per_class", "macro_avg", "confusion_matrix"]
+    assert list(results) == ["test_loss", "test_accuracy", "epochs", "wall_seconds", "train_seconds",
+                             "train_examples", "test_examples", "per_class", "macro_avg", "confusion_matrix"]
     matrix = np.array(results["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 500
     assert np.trace(matrix) / 500 == pytest.approx(results["test_accuracy"], abs=1e-6)

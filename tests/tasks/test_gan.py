@@ -199,6 +199,7 @@ def test_gan_task_end_to_end(tmp_path):
     assert set(history) == {"d_loss", "g_loss", "d_real", "d_fake"} and all(len(v) == 2 for v in history.values())
     assert np.all(np.isfinite(history["d_loss"] + history["g_loss"]))
     assert results["train_examples"] == 128 and results["epochs"] == 2
+    assert 0 < results["train_seconds"] <= results["wall_seconds"]  # the fit calls' time, within the run's
     experiment, generator = load_gan(workdir)                           # the final checkpoint reads back
     images = experiment.gan.generate(generator, experiment.gan.latent(jax.random.key(0), 5))
     assert images.shape == (5, 28, 28, 1) and images.min() >= 0.0 and images.max() <= 1.0

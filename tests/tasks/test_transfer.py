@@ -87,6 +87,7 @@ def test_transfer_config_end_to_end(tmp_path):
     assert results["target_test_examples"] == int(np.isin(y_test, [5, 6, 7, 8, 9]).sum())
     for key in ("transfer_test_accuracy", "scratch_test_accuracy", "head_only_test_accuracy", "base_test_accuracy"):
         assert 0.0 <= results[key] <= 1.0
+    assert 0 < results["train_seconds"] <= results["wall_seconds"]  # the four fit calls' time, within the run's
     with open(os.path.join(workdir, "history.json")) as f:
         history = json.load(f)
     # Scratch gets the transfer model's whole budget: head epochs + fine-tune epochs.
