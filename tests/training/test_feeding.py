@@ -51,13 +51,15 @@ def test_evaluate_a_source_counts_every_example_once():
     assert got["loss"] == pytest.approx(-np.mean(np.log(probs[np.arange(203), y])), rel=1e-5)
 
 
-@pytest.mark.parametrize("stop_step", [7, 37])  # mid-epoch 1, mid-epoch 3
-def test_streamed_mid_epoch_resume_is_bit_identical(tmp_path, stop_step):
+# Mid-epoch 1 one step per dispatch; mid-epoch 3 in chunks of 3 (cut at the checkpoint's every 5 steps).
+@pytest.mark.parametrize("stop_step, steps_per_dispatch, stopped_at", [(7, 1, 7), (37, 3, 38)])
+def test_streamed_mid_epoch_resume_is_bit_identical(tmp_path, stop_step, steps_per_dispatch, stopped_at):
     x, y = blobs()
     data = (source(x, y),)
     whole_state, whole = fit(classifier(), data, validation_split=0.2, callbacks=_resumable(tmp_path / "whole"))
-    with pytest.raises(TrainingInterrupted, match=f"at step {stop_step} "):
-        fit(classifier(), data, validation_split=0.2, callbacks=_resumable(tmp_path / "cut", [_sigterm_at(stop_step)]))
+    with pytest.raises(TrainingInterrupted, match=f"at step {stopped_at} "):
+        fit(classifier(), data, validation_split=0.2, callbacks=_resumable(tmp_path / "cut", [_sigterm_at(stop_step)]),
+            steps_per_dispatch=steps_per_dispatch)
     state, history = fit(classifier(), data, validation_split=0.2, callbacks=_resumable(tmp_path / "cut"))
     assert history.history == whole.history
     for a, b in zip(params(state), params(whole_state)):
@@ -109,7 +111,8 @@ TWO_PROCESS_SCRIPT = """
     callbacks += [LambdaCallback(on_step_end=kill)] if stop else []
     try:
         state, _ = trainer.fit(trainer.init(0, (2,)), Counting({"inputs": x, "targets": y}), epochs=2,
-                               batch_size=16, verbose=0, log_every_steps=1, callbacks=callbacks)
+                               batch_size=16, verbose=0, log_every_steps=1, callbacks=callbacks,
+                               steps_per_dispatch=1 if stop else "auto")
         out = [np.asarray(a).tolist() for a in jax.tree_util.tree_leaves(state.params)]
     except TrainingInterrupted:
         out = None
