@@ -7,7 +7,8 @@ fit: the model of configs/fashion_mnist_cnn.py, batches of 128, Adam; "in_memory
 device (`fit(state, x, y)`), "streaming" the same split memory-mapped from the array cache
 (`fit(state, data.image_source(...))`, read and placed in a background thread). After one warm-up fit of
 each (compiling), the two alternate `--rounds` times, so machine noise hits both alike; printed: the median
-examples/s of each and streaming / in_memory.
+examples/s of each and streaming / in_memory. Both fits take `--steps_per_dispatch` (default 1: streaming
+runs one dispatch per step whatever it is).
 
 reads: batches of 128 random example ids read on the host, as a stream reads them: the memory-mapped array
 cache (`ArraySource`), and the same examples as raw bytes in an ArrayRecord file (`ArrayRecordDataSource`,
@@ -44,12 +45,13 @@ def cnn_trainer() -> tuple[Trainer, dict]:
     return build_trainer(experiment, total_steps=10**6), experiment.dataset
 
 
-def fit_runner(trainer: Trainer, args, epochs: int):
+def fit_runner(trainer: Trainer, args, epochs: int, steps_per_dispatch):
     box = {"state": trainer.init(0, (28, 28, 1))}
 
     def run():
         start = time.perf_counter()
-        box["state"], _ = trainer.fit(box["state"], *args, epochs=epochs, batch_size=BATCH, verbose=0)
+        box["state"], _ = trainer.fit(box["state"], *args, epochs=epochs, batch_size=BATCH, verbose=0,
+                                         steps_per_dispatch=steps_per_dispatch)
         jax.block_until_ready(box["state"].params)
         return time.perf_counter() - start
 
@@ -90,13 +92,15 @@ def main():
     parser.add_argument("--examples", type=int, default=60_000, help="the first N examples of the train split")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timed fit")
     parser.add_argument("--reads", type=int, default=200, help="random batches read per source")
+    parser.add_argument("--steps_per_dispatch", default="1", help='fit\'s steps_per_dispatch, or "auto"')
     args = parser.parse_args()
     trainer, dataset = cnn_trainer()
     split = f"train[:{args.examples}]"
     x, y = data.load_arrays(dataset["name"], split, data_dir=dataset.get("data_dir"))
     source = data.image_source(dataset["name"], split, data_dir=dataset.get("data_dir"))
-    runners = {"in_memory": fit_runner(trainer, (x, y), args.epochs),
-               "streaming": fit_runner(trainer, (source,), args.epochs)}
+    k = args.steps_per_dispatch if args.steps_per_dispatch == "auto" else int(args.steps_per_dispatch)
+    runners = {"in_memory": fit_runner(trainer, (x, y), args.epochs, k),
+               "streaming": fit_runner(trainer, (source,), args.epochs, k)}
     for run in runners.values():  # compile
         run()
     seconds = {name: [] for name in runners}
