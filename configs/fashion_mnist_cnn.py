@@ -12,7 +12,8 @@ def get_config():
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.dataset = dict(name="fashion_mnist", data_dir=config_dict.placeholder(str),
-                          train_split="train", test_split="test")
+                          train_split="train", test_split="test",
+                          in_memory=True, max_in_memory_gb=2.0)  # larger splits stream (docs/data.md)
     config.model = dict(name="sequential", layers=[
         dict(type="Conv2D", filters=32, kernel_size=3, padding="same", activation="relu"),
         dict(type="MaxPooling2D", pool_size=2),

@@ -12,7 +12,8 @@ def get_config():
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.dataset = dict(name="fashion_mnist", data_dir=config_dict.placeholder(str),
-                          train_split="train", test_split="test")
+                          train_split="train", test_split="test",
+                          in_memory=True, max_in_memory_gb=2.0)  # larger splits stream (docs/data.md)
     config.model = dict(name="mlp", hidden_units=(512, 256), activation="relu", dropout=0.2,
                         output_activation="softmax")
     config.loss = dict(name="sparse_categorical_crossentropy")

@@ -64,7 +64,8 @@ MESH_DEFAULTS = dict(**distributed.MESH_DEFAULTS, rules=(), min_shard_bytes=dist
 DISTRIBUTED_DEFAULTS = dict(initialization_timeout_s=300.0, heartbeat_timeout_s=30.0, watchdog_s=600.0)
 # Fields that do not change what is computed: a resumed run may differ in these (the mesh only rounds differently).
 _NOT_FINGERPRINTED = {"eval": None, "checkpoint": None, "mesh": None, "distributed": None,
-                      "train": ("log_every_steps", "steps_per_dispatch", "tensorboard", "histogram_freq"), "dataset": ("data_dir",)}
+                      "train": ("log_every_steps", "steps_per_dispatch", "tensorboard", "histogram_freq"),
+                      "dataset": ("data_dir", "in_memory", "max_in_memory_gb")}
 SECTIONS = ("task", "seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint", "mesh",
             "distributed", "sweep")
 REQUIRED_SECTIONS = ("dataset", "model", "loss", "optimizer", "train")  # the others have defaults
@@ -275,6 +276,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     if dataset.get("name") not in data.SUPPORTED:
         raise ValueError(f"dataset.name must be one of {', '.join(data.SUPPORTED)}, got {dataset.get('name')!r}")
     info = data.dataset_info(dataset["name"], **data.dataset_options(dataset))  # shapes follow the encoding
+    data.streams(dataset, info, 0)  # the feeding fields (in_memory, max_in_memory_gb)
     train = section(config, "train")
     train = {**with_defaults("train", {k: v for k, v in train.items() if k not in ("epochs", "batch_size")},
                              TRAIN_DEFAULTS), "epochs": train.get("epochs"), "batch_size": train.get("batch_size")}

@@ -8,7 +8,7 @@ one-hot labels), see `jaxnn.data.text`. Splits too large for memory stream throu
 Importing this package does not import TensorFlow; `load_arrays` does only where it must read
 through TFDS (preparing, text, an image split not in the array cache yet, see `jaxnn.data.cache`).
 """
-from jaxnn.data.loading import load_arrays, load_splits, read_texts
+from jaxnn.data.loading import image_source, load_arrays, load_splits, read_texts
 from jaxnn.data.specs import (
     SUPPORTED,
     DatasetSpec,
@@ -16,8 +16,9 @@ from jaxnn.data.specs import (
     TextEncoding,
     dataset_info,
     dataset_options,
+    streams,
 )
 from jaxnn.data.streaming import ArraySource, BatchStream, RecordSource
 
 __all__ = ["SUPPORTED", "ArraySource", "BatchStream", "DatasetSpec", "DatasetUnavailableError", "TextEncoding", "dataset_info",
-           "RecordSource", "dataset_options", "load_arrays", "load_splits", "read_texts"]
+           "RecordSource", "dataset_options", "image_source", "load_arrays", "load_splits", "read_texts", "streams"]

@@ -20,10 +20,12 @@ import os
 import numpy as np
 
 from jaxnn.data import cache, text
+from jaxnn.data.streaming import ArraySource
 from jaxnn.data.specs import (
     DEBIAN_FASHION_MNIST_DIR,
     FASHION_MNIST_DIR_ENV,
     FASHION_MNIST_IDX_FILES,
+    IMAGE_DATASETS,
     TEXT_SOURCES,
     DatasetUnavailableError,
     dataset_info,
@@ -131,9 +133,28 @@ def _decoded_images(name: str, split: str, data_dir: str | None) -> dict[str, np
     return arrays
 
 
+def _scaled(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Decoded images and labels as a model takes them: float32 in [0, 1] and int32."""
+    return {"inputs": np.divide(arrays["images"], 255, dtype=np.float32), "targets": arrays["labels"].astype(np.int32)}
+
+
 def _image_arrays(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    arrays = _decoded_images(name, split, data_dir)
-    return np.divide(arrays["images"], 255, dtype=np.float32), arrays["labels"].astype(np.int32)
+    arrays = _scaled(_decoded_images(name, split, data_dir))
+    return arrays["inputs"], arrays["targets"]
+
+
+def image_source(name: str, split: str, *, data_dir: str | None = None) -> ArraySource:
+    """Split `split` of image dataset `name` as a streaming source (`Trainer.fit(state, source)`): the array
+    cache memory-mapped (filled through TFDS first if need be), each batch scaled as `load_arrays` scales it."""
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"only image datasets ({', '.join(IMAGE_DATASETS)}) stream, got {name!r}")
+    arrays = cache.read(name, split, data_dir, mmap=True)
+    if arrays is None:
+        _decoded_images(name, split, data_dir)
+        arrays = cache.read(name, split, data_dir, mmap=True)
+    if arrays is None:  # the cache could not be written (a read-only data_dir): the split stays in memory
+        arrays = _decoded_images(name, split, data_dir)
+    return ArraySource(arrays, transform=_scaled)
 
 
 def read_texts(name: str, split: str, *, data_dir: str | None = None) -> tuple[list[str], np.ndarray]:

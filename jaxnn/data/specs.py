@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+
+import numpy as np
 
 from jaxnn import validation
 
@@ -9,6 +12,9 @@ SUPPORTED = ("fashion_mnist", "mnist", "imdb_reviews", "ag_news_subset")
 IMAGE_DATASETS = ("fashion_mnist", "mnist")
 # The config's `dataset` fields that say where the data is; any others are encoding options (`dataset_options`).
 LOCATION_FIELDS = ("name", "data_dir", "train_split", "test_split")
+# How the training split is fed: whole on the device, or streamed (`jaxnn.training.feeding`) when
+# `in_memory` is False or its decoded arrays exceed `max_in_memory_gb`. Image datasets only stream.
+FEEDING_DEFAULTS = dict(in_memory=True, max_in_memory_gb=2.0)
 TEXT_ENCODINGS = ("multi_hot", "sequence")
 LABEL_ENCODINGS = ("integer", "one_hot")
 
@@ -128,8 +134,28 @@ def text_encoding(**options) -> TextEncoding:
 
 
 def dataset_options(dataset: dict) -> dict:
-    """A config's `dataset` fields other than `LOCATION_FIELDS`: the options `dataset_info` and loading take."""
-    return {k: v for k, v in dataset.items() if k not in LOCATION_FIELDS}
+    """A config's `dataset` fields other than `LOCATION_FIELDS` and `FEEDING_DEFAULTS`: the options
+    `dataset_info` and loading take."""
+    return {k: v for k, v in dataset.items() if k not in LOCATION_FIELDS and k not in FEEDING_DEFAULTS}
+
+
+def streams(dataset: dict, spec: DatasetSpec, num_examples: int) -> bool:
+    """Whether a config's training split of `num_examples` is streamed rather than held in memory (its
+    `in_memory` and `max_in_memory_gb` fields, checked here: one line for a bad one)."""
+    options = {**FEEDING_DEFAULTS, **{k: dataset[k] for k in FEEDING_DEFAULTS if k in dataset}}
+    in_memory = options["in_memory"]
+    validation.require("dataset.in_memory", in_memory, isinstance(in_memory, bool), "True or False")
+    limit = validation.positive_number("dataset.max_in_memory_gb", options["max_in_memory_gb"])
+    decoded = num_examples * (math.prod(spec.input_shape) * np.dtype(spec.input_dtype).itemsize
+                              + math.prod(spec.target_shape) * np.dtype(spec.target_dtype).itemsize)
+    if in_memory and decoded <= limit * 2**30:
+        return False
+    if spec.name not in IMAGE_DATASETS:
+        why = "dataset.in_memory is False" if not in_memory else \
+            f"its {decoded / 2**30:.1f} GiB exceed dataset.max_in_memory_gb {limit}"
+        raise ValueError(f"{spec.name} would be streamed ({why}), but only image datasets stream "
+                         f"({', '.join(IMAGE_DATASETS)}): text is vectorized in memory")
+    return True
 
 
 def dataset_info(name: str, **options) -> DatasetSpec:

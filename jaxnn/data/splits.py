@@ -23,6 +23,12 @@ FULL_SPLIT_SIZES = {
 }
 
 
+def split_sizes(num_examples: int, validation_split: float) -> tuple[int, int]:
+    """(training, validation) example counts when the last `validation_split` (in [0, 1)) is held out."""
+    num_train = num_examples - int(round(num_examples * validation_split))
+    return num_train, num_examples - num_train
+
+
 def check_data_dir(data_dir: str | None) -> None:
     """A given `data_dir` must be an existing directory: TFDS would silently create a mistyped one and prepare
     the dataset in it."""

@@ -31,13 +31,17 @@ PREFETCH = 2
 
 
 class ArraySource:
-    """Rows of a dict of arrays with a shared first dimension: in-memory arrays or `np.load(..., mmap_mode="r")`."""
+    """Rows of a dict of arrays with a shared first dimension: in-memory arrays or `np.load(..., mmap_mode="r")`.
 
-    def __init__(self, arrays: Mapping[str, np.ndarray]):
+    `transform(batch)` maps each batch read (a dict of arrays) to what the consumer wants, e.g. uint8 images
+    to float32 in [0, 1] as {"inputs", "targets"} for `Trainer.fit`.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], transform: Callable[[dict], dict] = lambda batch: batch):
         sizes = {len(a) for a in arrays.values()}
         if len(sizes) != 1:
             raise ValueError(f"arrays must share their first (example) dimension, got sizes {sorted(sizes)}")
-        self.arrays, self._len = dict(arrays), sizes.pop()
+        self.arrays, self._len, self.transform = dict(arrays), sizes.pop(), transform
 
     def __len__(self) -> int:
         return self._len
@@ -48,7 +52,7 @@ class ArraySource:
         back = np.empty_like(ascending)
         back[ascending] = np.arange(len(indices))
         sorted_ids = np.asarray(indices)[ascending]
-        return {k: np.asarray(a[sorted_ids])[back] for k, a in self.arrays.items()}
+        return self.transform({k: np.asarray(a[sorted_ids])[back] for k, a in self.arrays.items()})
 
 
 class RecordSource:
@@ -63,6 +67,21 @@ class RecordSource:
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         rows = [self.transform(record) for record in self.records.__getitems__([int(i) for i in indices])]
         return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+
+
+class Rows:
+    """Rows `[start, stop)` of another source, renumbered from 0 (a training or a held-out part of a split)."""
+
+    def __init__(self, source, start: int, stop: int):
+        if not 0 <= start <= stop <= len(source):
+            raise ValueError(f"rows [{start}, {stop}) must lie within the {len(source)} examples of the source")
+        self.source, self.start, self._len = source, start, stop - start
+
+    def __len__(self) -> int:
+        return self._len
+
+    def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return self.source.read(np.asarray(indices) + self.start)
 
 
 class BatchStream:
@@ -109,9 +128,13 @@ class BatchStream:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[int, Any]]:
         """(step, batch) for steps `start`, `start + 1`, ... of `epoch`, up to `prefetch` read ahead in a thread."""
+        return self.batches(self.permutation(epoch), start)
+
+    def batches(self, permutation, start: int = 0) -> Iterator[tuple[int, Any]]:
+        """As `epoch`, for the epoch that visits the examples in the order `permutation`."""
         if not 0 <= start <= self.steps_per_epoch:
             raise ValueError(f"start must be in [0, {self.steps_per_epoch}], got {start!r}")
-        permutation = self.permutation(epoch)
+        permutation = np.asarray(permutation)
         load = lambda step: self.place(self.source.read(self.indices(permutation, step)))
         steps = iter(range(start, self.steps_per_epoch))
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxnn-stream") as pool:

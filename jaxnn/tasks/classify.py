@@ -115,36 +115,44 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
 
     started = time.perf_counter()
     experiment = build(config)  # every config error surfaces here, before any I/O
-    check_splits(experiment)
+    num_train = check_splits(experiment)
+    ds, train = experiment.dataset, experiment.train
+    streamed = data.streams(ds, experiment.data_spec, num_train)
+    if streamed and train["per_example"]["list_largest"]:
+        raise ValueError("train.per_example.list_largest reads the whole training split: it needs the split in "
+                         "memory (dataset.in_memory=True and a split under dataset.max_in_memory_gb)")
     print_fn = print_fn if jax.process_index() == 0 else None
     ckpt_cfg = experiment.checkpoint
     checkpointer = ModelCheckpoint(os.path.join(workdir, "checkpoints"), monitor=ckpt_cfg["monitor"] or None,
                                    every_steps=ckpt_cfg["every_steps"], keep=ckpt_cfg["keep"],
                                    fingerprint=fingerprint(config), print_fn=print_fn)
     checkpointer.check_compatible()  # another run's workdir is refused before anything is read or written
-    ds = experiment.dataset
+    splits = (ds.get("train_split", "train"), ds.get("test_split", "test"))
     try:
-        (x_train, y_train), (x_test, y_test) = data.load_splits(  # text: the vocabulary comes from the train split
-            ds["name"], (ds.get("train_split", "train"), ds.get("test_split", "test")), data_dir=ds.get("data_dir"),
-            **data.dataset_options(ds))
+        if streamed:  # the training split streams from the memory-mapped array cache; the test split is reported
+            x_train, y_train = data.image_source(ds["name"], splits[0], data_dir=ds.get("data_dir")), None
+            x_test, y_test = data.load_arrays(ds["name"], splits[1], data_dir=ds.get("data_dir"))
+        else:  # text: the vocabulary comes from the train split
+            (x_train, y_train), (x_test, y_test) = data.load_splits(
+                ds["name"], splits, data_dir=ds.get("data_dir"), **data.dataset_options(ds))
     except BaseException:
         checkpointer.close()  # nothing but the lock was written: it goes, and the workdir is as it was
         raise
 
-    train = experiment.train
-    steps_per_epoch = split_sizes(x_train.shape[0], train["validation_split"])[0] // train["batch_size"]
+    input_shape = x_test.shape[1:]
+    steps_per_epoch = split_sizes(num_train, train["validation_split"])[0] // train["batch_size"]
     trainer = build_trainer(experiment, steps_per_epoch * train["epochs"])
     members = experiment.members
     if members:
-        state = trainer.init([m["seed"] for m in members], x_train.shape[1:], hyperparams=member_hyperparams(members))
-        summary(trainer.model, x_train.shape[1:], print_fn=print_fn, policy=trainer.policy)
+        state = trainer.init([m["seed"] for m in members], input_shape, hyperparams=member_hyperparams(members))
+        summary(trainer.model, input_shape, print_fn=print_fn, policy=trainer.policy)
         if print_fn is not None:
             print_fn(f"sweep: {len(members)} members trained at once: "
                      + ", ".join(f"seed {m['seed']}" + "".join(f" {k}={v:g}" for k, v in m["hyperparams"].items())
                                  for m in members))
     else:
-        state = trainer.init(jax.random.key(experiment.seed), x_train.shape[1:])
-        summary(trainer.model, x_train.shape[1:], params=state.params, state=state.model_state,
+        state = trainer.init(jax.random.key(experiment.seed), input_shape)
+        summary(trainer.model, input_shape, params=state.params, state=state.model_state,
                 print_fn=print_fn, policy=trainer.policy)
     with FitClock() as clock:
         state, history = trainer.fit(
@@ -169,14 +177,14 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         test = trainer.evaluate(state, x_test, y_test, batch_size=eval_batch)
     results = {f"test_{k}": v for k, v in test.items()}
     results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 2),
-                   train_seconds=round(clock.seconds, 2), train_examples=int(x_train.shape[0]),
+                   train_seconds=round(clock.seconds, 2), train_examples=num_train,
                    test_examples=int(x_test.shape[0]))
     results.update(_report(experiment, outputs, from_logits, x_test, y_test, workdir))
     results.update(_per_example_results(trainer, state, experiment, x_train, y_train, workdir, print_fn))
     if members:
         results["members"] = member_results(members, trainer.evaluate(state, x_test, y_test, batch_size=eval_batch))
     if ckpt_cfg["save_final"]:
-        _save_final(config, experiment, trainer, state, workdir, x_train.shape[1:])
+        _save_final(config, experiment, trainer, state, workdir, input_shape)
     return results, history
 
 
@@ -212,7 +220,7 @@ def _per_example_results(trainer, state, experiment: Experiment, x_train, y_trai
     """With `train.per_example`: the privacy spent (DP-SGD) and the largest-gradient listing of the training part."""
     train = experiment.train
     options, out = train["per_example"], {}
-    num_train = split_sizes(x_train.shape[0], train["validation_split"])[0]
+    num_train = split_sizes(len(x_train), train["validation_split"])[0]
     if options["noise_multiplier"]:
         out["privacy"] = privacy_report(options["noise_multiplier"], train["batch_size"], num_train,
                                         int(np.max(state.step)), options["delta"] or None)

@@ -70,6 +70,23 @@ def fold_guard(guard: dict, step, flags: dict) -> dict:
             "grads": jax.tree_util.tree_map(keep_first, flags["grads"], guard["grads"])}
 
 
+def guarded_step(train_step, check_finite: bool):
+    """`(state, totals, guard, batch) -> (state, totals, guard)`: `train_step` with its statistics added to the
+    epoch's `totals` and, with `check_finite`, folded into the guard; once a step went non-finite, later
+    steps change nothing, so the state stays the last good one (traced). `enabled=False` (traced) leaves the
+    state as it is, but for the step count (an ensemble member stopped early)."""
+    def step(state, totals, guard, batch, enabled=True):
+        if not check_finite:
+            state, stats = train_step(state, batch, enabled)
+            return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
+        step = state.step
+        state, stats = train_step(state, batch, update_allowed(guard) & enabled)
+        guard = fold_guard(guard, step, stats.pop("nonfinite"))
+        return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
+
+    return step
+
+
 def decode_guard(guard: dict, totals, step: int, epoch: int) -> NonFinite | None:
     """Why the run is no longer finite, from the guard (`{}`: none) or else the running loss; None if finite.
 

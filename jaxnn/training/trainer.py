@@ -41,12 +41,14 @@ import optax
 from jax.sharding import Mesh
 
 from jaxnn import distributed, losses, metrics as metrics_lib, optimizers, validation
+from jaxnn.data.splits import split_sizes
 from jaxnn.layers.base import Layer
 from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.models.children import has_frozen, trainable_mask
+from jaxnn.training import feeding
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.dispatch import AUTO, check_steps_per_dispatch
-from jaxnn.training.guard import fold_guard, fresh_guard, update_allowed
+from jaxnn.training.guard import fresh_guard, guarded_step
 from jaxnn.training.history import History
 from jaxnn.training.inputs import check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, StepsInFlight, fit_loop
@@ -59,12 +61,6 @@ from jaxnn.training.steps import forward, make_eval_step, make_train_step, resul
 
 # Default steps between fetches of the running metrics (progress, TensorBoard, NaN checks).
 LOG_EVERY_STEPS = 50
-
-
-def split_sizes(num_examples: int, validation_split: float) -> tuple[int, int]:
-    """(training, validation) example counts when the last `validation_split` (in [0, 1)) is held out."""
-    num_train = num_examples - int(round(num_examples * validation_split))
-    return num_train, num_examples - num_train
 
 
 def _num_examples(tree) -> int:
@@ -238,13 +234,14 @@ class Trainer:
     def _compiled_cache(self) -> dict:
         return {}
 
-    def _compiled(self, kind: str, state) -> Callable:
+    def _compiled(self, kind: str, state, build: Callable | None = None) -> Callable:
         """The jitted `kind` ("fit", "eval", "predict") function for states laid out like `state` (one per
-        layout; vmapped over the members of an ensemble); its last argument, the batch size, is static."""
+        layout; vmapped over the members of an ensemble); its last argument, the batch size, is static. Another
+        `kind` is made by `build(shardings)`."""
         shardings, count = self.state_shardings(state), member_count(state)
         key = (kind, count, jax.tree_util.tree_structure(shardings), tuple(jax.tree_util.tree_leaves(shardings)))
         if key not in self._compiled_cache:
-            self._compiled_cache[key] = getattr(self, f"_build_{kind}")(shardings, count)
+            self._compiled_cache[key] = build(shardings) if build else getattr(self, f"_build_{kind}")(shardings, count)
         return self._compiled_cache[key]
 
     def _rows(self, batch):
@@ -252,20 +249,13 @@ class Trainer:
         return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
 
     def _build_fit(self, shardings, count: int | None):
-        train_step = self._make_train_step()
+        train_step = guarded_step(self._make_train_step(), self.check_finite)
 
         def one_step(index, state, totals, guard, data, perm, active, batch_size):
             idx = self._rows(jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size))
             batch = self._rows(jax.tree_util.tree_map(lambda a: a[idx], data))  # in bounds: idx comes from perm
             enabled = True if active is None else active  # False: an ensemble member stopped early
-            if not self.check_finite:
-                state, stats = train_step(state, batch, enabled)
-                return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
-            # Once a step went non-finite, later steps change nothing: the state stays the last good one.
-            step = state.step
-            state, stats = train_step(state, batch, update_allowed(guard) & enabled)
-            guard = fold_guard(guard, step, stats.pop("nonfinite"))
-            return state, jax.tree_util.tree_map(jnp.add, totals, stats), guard
+            return train_step(state, totals, guard, batch, enabled)
 
         if count is not None:  # members: their own state, totals, guard, order and mask; the data shared
             one_step = jax.vmap(one_step, in_axes=(None, 0, 0, 0, None, 0, 0, None))
@@ -439,11 +429,13 @@ class Trainer:
         distributed.check_global_batch(self.mesh, batch_size, field)
         return batch_size
 
-    def evaluate(self, state: TrainState, x, y, *, batch_size: int = 32) -> dict[str, float] | list[dict]:
-        """Loss and metrics over all of (x, y), each example counted exactly once (padding weighs 0); for an
-        ensemble, one dict per member."""
+    def evaluate(self, state: TrainState, x, y=None, *, batch_size: int = 32) -> dict[str, float] | list[dict]:
+        """Loss and metrics over all of (x, y), or of a streaming source `x` (`jaxnn.training.feeding`), each
+        example counted exactly once (padding weighs 0); for an ensemble, one dict per member."""
         batch_size = self._batch_size(batch_size)
         _check_live(state)
+        if feeding.is_source(x):
+            return feeding.evaluate(self, state, x, y, batch_size)
         self.check_data(state, x, y)
         data, _, num_batches = self._padded(x, y, batch_size)
         return self._evaluate_padded(state, data, num_batches, batch_size)
@@ -474,7 +466,7 @@ class Trainer:
             return (probs[..., 0] > 0.5).astype(np.int32)
         return probs.argmax(axis=-1).astype(np.int32)
 
-    def fit(self, state: TrainState, x, y, *, epochs: int = 1, batch_size: int = 32,
+    def fit(self, state: TrainState, x, y=None, *, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple | None = None, validation_split: float = 0.0, shuffle: bool = True,
             callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
             log_every_steps: int = LOG_EVERY_STEPS, class_weight: dict | None = None, sample_weight=None,
@@ -491,10 +483,12 @@ class Trainer:
         `sample_weight` (one weight per example) and `class_weight` ({class: weight})
         weight the training examples, multiplied together: the loss and the
         metrics of each batch are weighted means (sum(w l) / sum(w)).
-        `x` and `y` may be arrays already on the devices (`jax.device_put`), used without a copy.
+        `x` and `y` may be arrays already on the devices (`jax.device_put`), used without a copy,
+        or `x` a streaming source (`fit(state, source)`, see `jaxnn.training.feeding`): batches
+        are read and placed on the devices in the background.
         `steps_per_dispatch` train steps run as one compiled call (see `training.dispatch`;
-        "auto": about 0.1 s of steps), bit-identical to one step per call; callbacks,
-        logs and the SIGTERM check come between calls.
+        "auto": measured), the same History as one step per call; callbacks, logs and the
+        SIGTERM check come between calls.
         The input `state` is donated: use the returned one.
         """
         _check_live(state)
@@ -508,6 +502,13 @@ class Trainer:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         if validation_split and validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
+        loop_options = dict(epochs=epochs, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                            initial_epoch=initial_epoch, log_every_steps=log_every_steps, watchdog_s=watchdog_s,
+                            steps_per_dispatch=steps_per_dispatch)
+        if feeding.is_source(x):
+            return feeding.fit(self, state, x, y, batch_size=batch_size, validation_data=validation_data,
+                               validation_split=validation_split, class_weight=class_weight,
+                               sample_weight=sample_weight, **loop_options)
         n = self.check_data(state, x, y)
         weights = _example_weights(y, n, sample_weight, class_weight)
         if validation_split:
@@ -524,6 +525,22 @@ class Trainer:
 
         data = {"inputs": x, "targets": y}
         data = self._on_mesh(data if weights is None else {**data, "weights": weights})
+        fit_step = self._compiled("fit", state)
+
+        def step(state, totals, guard, perm, index, steps, active):
+            return fit_step(state, totals, guard, data, perm, active, index, steps, batch_size)
+
+        def validate(state):
+            return self._evaluate_padded(state, val_data, val_batches, batch_size)
+
+        return self._fit_run(state, step, lambda state: self._zero_stats(state, data, batch_size, True),
+                             validate if validation_data is not None else None, n // batch_size, num_examples=n,
+                             **loop_options)
+
+    def _fit_run(self, state, step, zero_totals, validate, steps_per_epoch, *, num_examples, epochs, shuffle,
+                 callbacks, verbose, initial_epoch, log_every_steps, watchdog_s, steps_per_dispatch):
+        """`fit_loop` over `step(state, totals, guard, perm, index, count, active)` with the callbacks, from
+        `state`; returns (state, History). `active` is None, or an ensemble's mask of members still training."""
         bad = [cb for cb in callbacks if not isinstance(cb, Callback)]
         if bad:
             raise ValueError(f"callbacks must subclass jaxnn.callbacks.Callback (as Keras's subclass "
@@ -535,24 +552,17 @@ class Trainer:
             guard = fresh_guard(state.params if count is None else member(state.params, 0))
             guard = jax.device_put(guard if count is None else broadcast(guard, count), self._replicated)
         run = Run(state=state, history=History(members=None if count is None else [History() for _ in range(count)]),
-                  epochs=epochs, steps_per_epoch=n // batch_size, epoch=initial_epoch,
-                  step=int(np.max(state.step)), totals=self._zero_stats(state, data, batch_size, True),
-                  guard=guard, callbacks=callbacks, log_keys=self._log_keys(state, validation_data is not None),
+                  epochs=epochs, steps_per_epoch=steps_per_epoch, epoch=initial_epoch,
+                  step=int(np.max(state.step)), totals=zero_totals(state), guard=guard, callbacks=callbacks,
+                  log_keys=self._log_keys(state, validate is not None),
                   members=count, active=None if count is None else np.ones(count, bool))
 
-        fit_step = self._compiled("fit", state)
+        def loop_step(state, totals, guard, perm, index, steps):  # with the members still training
+            return step(state, totals, guard, perm, index, steps, None if count is None else jnp.asarray(run.active))
 
-        def step(state, totals, guard, perm, index, steps):
-            active = None if run.active is None else jnp.asarray(run.active)
-            return fit_step(state, totals, guard, data, perm, active, index, steps, batch_size)
-
-        def validate(state):
-            return self._evaluate_padded(state, val_data, val_batches, batch_size)
-
-        fit_loop(run, step, lambda state: self._zero_stats(state, data, batch_size, True),
-                 metrics=self.metric_objects,
-                 validate=validate if validation_data is not None else None, num_examples=n, shuffle=shuffle,
-                 log_every_steps=log_every_steps, watchdog_s=watchdog_s, steps_per_dispatch=steps_per_dispatch)
+        fit_loop(run, loop_step, zero_totals, metrics=self.metric_objects, validate=validate, num_examples=num_examples,
+                 shuffle=shuffle, log_every_steps=log_every_steps, watchdog_s=watchdog_s,
+                 steps_per_dispatch=steps_per_dispatch)
         return run.state, run.history
 
     def _log_keys(self, state, validation: bool) -> tuple[str, ...]:

@@ -3,8 +3,11 @@ import jax
 import numpy as np
 import pytest
 
+from config_files import load_config, set_field
 from jaxnn import Dense, Flatten, Sequential, Trainer
-from jaxnn.data.streaming import ArraySource, BatchStream, RecordSource
+from jaxnn.config import build, fingerprint
+from jaxnn.data import dataset_info, image_source, load_arrays, streams
+from jaxnn.data.streaming import ArraySource, BatchStream, RecordSource, Rows
 from jaxnn.training.state import epoch_permutation
 
 N, BATCH = 103, 8  # 12 whole batches, 7 examples dropped per epoch
@@ -132,3 +135,52 @@ def test_bad_arguments_one_line(kwargs, message):
 def test_sizes_must_agree():
     with pytest.raises(ValueError, match=r"share their first \(example\) dimension, got sizes \[3, 4\]"):
         ArraySource({"a": np.zeros(3), "b": np.zeros(4)})
+
+
+def test_rows_read_a_part_of_a_source():
+    data = arrays()
+    part = Rows(ArraySource(data), 100, 103)
+    assert len(part) == 3
+    np.testing.assert_array_equal(part.read(np.array([2, 0]))["labels"], [102, 100])
+    with pytest.raises(ValueError, match=r"rows \[100, 104\) must lie within the 103 examples of the source"):
+        Rows(ArraySource(data), 100, 104)
+
+
+FASHION = dataset_info("fashion_mnist")  # 60,000 x 784 float32 inputs + int32 labels: 0.18 GiB decoded
+
+
+@pytest.mark.parametrize("fields, streamed", [
+    ({}, False), (dict(in_memory=False), True), (dict(max_in_memory_gb=0.17), True),
+    (dict(max_in_memory_gb=0.18), False),
+])
+def test_a_split_streams_when_asked_or_above_the_size_limit(fields, streamed):
+    assert streams(dict(name="fashion_mnist", **fields), FASHION, 60_000) is streamed
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(in_memory="no"), "dataset.in_memory must be True or False, got 'no'"),
+    (dict(max_in_memory_gb=0), "dataset.max_in_memory_gb must be a positive number, got 0"),
+])
+def test_bad_feeding_fields_are_one_line(fields, message):
+    with pytest.raises(ValueError, match=message):
+        streams(dict(name="fashion_mnist", **fields), FASHION, 60_000)
+
+
+def test_text_does_not_stream_and_says_so_before_any_work():
+    config = set_field(load_config("imdb_multihot"), "dataset.in_memory", False)
+    with pytest.raises(ValueError, match=r"imdb_reviews would be streamed \(dataset.in_memory is False\), but only "
+                                         r"image datasets stream"):
+        build(config)
+
+
+def test_feeding_fields_change_no_fingerprint():
+    config = load_config("fashion_mnist_mlp")
+    assert fingerprint(set_field(load_config("fashion_mnist_mlp"), "dataset.in_memory", False)) == fingerprint(config)
+
+
+def test_image_source_reads_what_load_arrays_loads():
+    x, y = load_arrays("fashion_mnist", "test[:100]")
+    got = image_source("fashion_mnist", "test[:100]").read(np.arange(99, -1, -1))
+    np.testing.assert_array_equal(got["inputs"], x[::-1])
+    np.testing.assert_array_equal(got["targets"], y[::-1])
+    assert got["inputs"].dtype == x.dtype and got["targets"].dtype == y.dtype
