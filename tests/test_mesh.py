@@ -35,7 +35,7 @@ MODEL = """
                           mesh=mesh, min_shard_bytes=512)
         losses = Losses()
         state, _ = trainer.fit(trainer.init(0, (8, 8)), x, y, epochs=1, batch_size=64, callbacks=[losses],
-                               verbose=0, log_every_steps=1)
+                               verbose=0, log_every_steps=1, steps_per_dispatch=1)
         return trainer, state, losses.values
 """
 
@@ -138,7 +138,7 @@ SIGTERM_SCRIPT = MODEL + """
     trainer = Trainer(Sequential([Flatten(), Dense(10, "softmax")]), mesh=distributed.make_mesh(dict(data=-1)))
     try:
         trainer.fit(trainer.init(0, (8, 8)), x, y, batch_size=64, callbacks=[TermAtStep7OnProcess1()], verbose=0,
-                    log_every_steps=5, watchdog_s=60)
+                    log_every_steps=5, watchdog_s=60, steps_per_dispatch=1)
     except TrainingInterrupted as e:
         print(f"stopped at step {int(e.state.step)}: {e}")
 """

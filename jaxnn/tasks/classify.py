@@ -139,6 +139,7 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         checkpointer.close()  # nothing but the lock was written: it goes, and the workdir is as it was
         raise
 
+    num_train = len(x_train) if streamed else len(y_train)  # the split as read (mock data can be smaller)
     input_shape = x_test.shape[1:]
     steps_per_epoch = split_sizes(num_train, train["validation_split"])[0] // train["batch_size"]
     trainer = build_trainer(experiment, steps_per_epoch * train["epochs"])
@@ -177,7 +178,7 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         test = trainer.evaluate(state, x_test, y_test, batch_size=eval_batch)
     results = {f"test_{k}": v for k, v in test.items()}
     results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 2),
-                   train_seconds=round(clock.seconds, 2), train_examples=num_train,
+                   train_seconds=round(clock.seconds, 4), train_examples=num_train,
                    test_examples=int(x_test.shape[0]))
     results.update(_report(experiment, outputs, from_logits, x_test, y_test, workdir))
     results.update(_per_example_results(trainer, state, experiment, x_train, y_train, workdir, print_fn))

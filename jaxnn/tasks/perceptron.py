@@ -64,7 +64,7 @@ def perceptron_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn
     options = _perceptron_options(config, "train")
     clock = FitClock()
     results = _train_perceptron(x, y, options, jax.random.key(seed), clock)
-    results.update(wall_seconds=round(time.perf_counter() - started, 2), train_seconds=round(clock.seconds, 2))
+    results.update(wall_seconds=round(time.perf_counter() - started, 2), train_seconds=round(clock.seconds, 4))
     return results, None
 
 
@@ -106,6 +106,6 @@ def perceptron_vs_mlp(config: ml_collections.ConfigDict, workdir: str, *, print_
         "perceptron_mistakes_per_epoch": single["mistakes_per_epoch"],
         "mlp_loss_per_epoch": history.history["loss"],
         "wall_seconds": round(time.perf_counter() - started, 2),
-        "train_seconds": round(clock.seconds, 2),
+        "train_seconds": round(clock.seconds, 4),
     }
     return results, None

@@ -222,6 +222,6 @@ def transfer_task(config: ml_collections.ConfigDict, workdir: str, *,
         "target_test_examples": int(len(yt_test)),
         "phase_seconds": {k: round(v, 2) for k, v in seconds.items()},
         "wall_seconds": round(time.perf_counter() - started, 2),
-        "train_seconds": round(clock.seconds, 2),
+        "train_seconds": round(clock.seconds, 4),
     }
     return results, histories
