@@ -47,9 +47,10 @@ from jaxnn.training.history import History
 from jaxnn.training.state import epoch_permutation
 from jaxnn.training.steps import results
 
-# Steps allowed in flight before the loop waits: bounds host run-ahead (and the
-# all-reduce stalls DESIGN.md measured on simulated multi-device meshes).
-MAX_STEPS_IN_FLIGHT = 2
+# Steps allowed in flight before the loop waits: bounds host run-ahead, and the
+# all-reduce stalls DESIGN.md measured on simulated multi-device meshes (one
+# device: a longer queue spares the host a wait every step or two).
+MAX_STEPS_IN_FLIGHT, MAX_STEPS_IN_FLIGHT_ONE_DEVICE = 2, 8
 
 
 class TrainingInterrupted(RuntimeError):
@@ -227,7 +228,9 @@ class StepsInFlight:
     """Bounded async dispatch: `push` each step's output; once more than `limit` are in flight, it blocks
     until the oldest is ready, so the host never runs far ahead of the device."""
 
-    def __init__(self, limit: int = MAX_STEPS_IN_FLIGHT):
+    def __init__(self, limit: int | None = None):
+        if limit is None:
+            limit = MAX_STEPS_IN_FLIGHT_ONE_DEVICE if jax.device_count() == 1 else MAX_STEPS_IN_FLIGHT
         self.limit, self._queue = limit, collections.deque()
 
     def push(self, tree) -> None:
@@ -291,7 +294,8 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
     """Run `run.epochs` epochs of `step` with the callbacks' hooks; raises TrainingInterrupted after a SIGTERM.
 
     `step(state, totals, guard, perm, index, count)` runs the `count` batches from
-    `perm[index*b:(index+1)*b]` on as one call (`steps_per_dispatch`: see `dispatch`);
+    `perm[index*b:(index+1)*b]` on as one call (`steps_per_dispatch`: K, "auto" or a
+    `dispatch.ChunkSizes` carried over from an earlier fit);
     `zero_totals(state)` gives an epoch's starting statistics; `validate(state)`
     the validation logs (without the `val_` prefix) of an epoch end. In a multi-process
     run a failed collective ends the process with one line naming the step, and with
@@ -311,7 +315,8 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
         paused = watchdog.paused if watchdog is not None else contextlib.nullcontext
         with paused():
             run.call("on_train_begin")
-        sizes = ChunkSizes(steps_per_dispatch, run.steps_per_epoch)
+        sizes = (steps_per_dispatch if isinstance(steps_per_dispatch, ChunkSizes)
+                 else ChunkSizes(steps_per_dispatch, run.steps_per_epoch))
         while run.epoch < run.epochs and not run.stop_training and not sigterm.stopped:
             _fit_epoch(run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog, sizes)
             if run.stop_training or sigterm.stop(sync_point=True):
@@ -390,7 +395,9 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
     """
     run.call("on_epoch_begin", run.epoch)
     perm = _permutations(run.state.key, run.epoch, num_examples, shuffle, run.members)
-    in_flight, step_hooks = StepsInFlight(), run.hooks["on_step_end"]
+    # Fused chunks are long: two in flight keep the device busy and a stop within about a chunk.
+    in_flight = StepsInFlight(MAX_STEPS_IN_FLIGHT if sizes.size > 1 else None)
+    step_hooks = run.hooks["on_step_end"]
     paused = watchdog.paused if watchdog is not None else contextlib.nullcontext
     every = [cb.every_steps for cb in run.callbacks if cb.every_steps]
     first = run.position

@@ -47,7 +47,7 @@ from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.models.children import has_frozen, trainable_mask
 from jaxnn.training import feeding
 from jaxnn.training.callbacks import ProgressLogger
-from jaxnn.training.dispatch import AUTO, check_steps_per_dispatch
+from jaxnn.training.dispatch import AUTO, ChunkSizes, check_steps_per_dispatch
 from jaxnn.training.guard import fresh_guard, guarded_step
 from jaxnn.training.history import History
 from jaxnn.training.inputs import check_inputs, check_labels
@@ -234,12 +234,24 @@ class Trainer:
     def _compiled_cache(self) -> dict:
         return {}
 
+    def _layout_key(self, state) -> tuple:
+        """What a compiled program depends on besides shapes: the members and every leaf's sharding."""
+        shardings = self.state_shardings(state)
+        return (member_count(state), jax.tree_util.tree_structure(shardings), *jax.tree_util.tree_leaves(shardings))
+
+    def _chunk_sizes(self, steps_per_dispatch, state, batch_size: int, steps_per_epoch: int) -> ChunkSizes:
+        """`ChunkSizes` for a fit; "auto"'s choice is kept for later fits of the same layout and batches."""
+        if steps_per_dispatch != AUTO:
+            return ChunkSizes(steps_per_dispatch, steps_per_epoch)
+        key = ("auto", batch_size, steps_per_epoch, *self._layout_key(state))
+        return self._compiled_cache.setdefault(key, ChunkSizes(AUTO, steps_per_epoch))
+
     def _compiled(self, kind: str, state, build: Callable | None = None) -> Callable:
         """The jitted `kind` ("fit", "eval", "predict") function for states laid out like `state` (one per
         layout; vmapped over the members of an ensemble); its last argument, the batch size, is static. Another
         `kind` is made by `build(shardings)`."""
         shardings, count = self.state_shardings(state), member_count(state)
-        key = (kind, count, jax.tree_util.tree_structure(shardings), tuple(jax.tree_util.tree_leaves(shardings)))
+        key = (kind, *self._layout_key(state))
         if key not in self._compiled_cache:
             self._compiled_cache[key] = build(shardings) if build else getattr(self, f"_build_{kind}")(shardings, count)
         return self._compiled_cache[key]
@@ -533,6 +545,7 @@ class Trainer:
         def validate(state):
             return self._evaluate_padded(state, val_data, val_batches, batch_size)
 
+        loop_options["steps_per_dispatch"] = self._chunk_sizes(steps_per_dispatch, state, batch_size, n // batch_size)
         return self._fit_run(state, step, lambda state: self._zero_stats(state, data, batch_size, True),
                              validate if validation_data is not None else None, n // batch_size, num_examples=n,
                              **loop_options)
