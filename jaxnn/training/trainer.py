@@ -400,6 +400,15 @@ class Trainer:
 
     # -- loops --------------------------------------------------------------------
     def _zero_stats(self, state, data, batch_size, train=False):
+        """An epoch's starting statistics (zeros, on the devices); made once per layout, data and batch shape
+        (they are never donated, so one copy serves every epoch and fit)."""
+        spec = lambda a: (np.shape(a)[1:], str(np.asarray(a).dtype) if not hasattr(a, "dtype") else str(a.dtype))
+        key = ("zeros", train, batch_size, str(jax.tree_util.tree_map(spec, data)), *self._layout_key(state))
+        if key not in self._compiled_cache:
+            self._compiled_cache[key] = self._make_zero_stats(state, data, batch_size, train)
+        return self._compiled_cache[key]
+
+    def _make_zero_stats(self, state, data, batch_size, train):
         eval_step = self._make_eval_step()
         params, model_state = state.params, state.model_state
         if member_count(state) is not None:
