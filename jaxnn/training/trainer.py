@@ -100,15 +100,22 @@ def _check_live(state) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class FitPrograms:
-    """`fit`'s compiled programs: `step` runs one train step, `chunk` a fused loop of several (dispatch.py)."""
+    """`fit`'s compiled programs: `step` runs one train step, `chunk` a fused loop of several (dispatch.py).
+
+    The state's base key never changes in a step, so it goes in beside the state and not out: a typed key
+    array coming out of a program costs the host tens of microseconds a step to rebuild.
+    """
 
     step: Callable
     chunk: Callable
 
     def __call__(self, state, totals, guard, data, perm, active, start, count, batch_size):
+        key, state = state.key, state.replace(key=None)
         if count == 1:
-            return self.step(state, totals, guard, data, perm, active, start, batch_size)
-        return self.chunk(state, totals, guard, data, perm, active, start, count, batch_size)
+            state, totals, guard = self.step(state, key, totals, guard, data, perm, active, start, batch_size)
+        else:
+            state, totals, guard = self.chunk(state, key, totals, guard, data, perm, active, start, count, batch_size)
+        return state.replace(key=key), totals, guard
 
 
 def _slice_batch(data, start, batch_size):
@@ -272,21 +279,26 @@ class Trainer:
         if count is not None:  # members: their own state, totals, guard, order and mask; the data shared
             one_step = jax.vmap(one_step, in_axes=(None, 0, 0, 0, None, 0, 0, None))
 
-        def fit_step(state, totals, guard, data, perm, active, index, batch_size):
-            return one_step(index, state, totals, guard, data, perm, active, batch_size)
+        def fit_step(state, key, totals, guard, data, perm, active, index, batch_size):
+            state, totals, guard = one_step(index, state.replace(key=key), totals, guard, data, perm, active,
+                                            batch_size)
+            return state.replace(key=None), totals, guard
 
-        def fit_chunk(state, totals, guard, data, perm, active, start, count, batch_size):
+        def fit_chunk(state, key, totals, guard, data, perm, active, start, count, batch_size):
             """Steps `start, ..., start + count - 1` of the epoch in one call; the count is a traced loop
             bound, so every fused length (K, an epoch's shorter last chunk) runs one program."""
             body = lambda i, carry: one_step(i, *carry, data, perm, active, batch_size)
-            return jax.lax.fori_loop(start, start + count, body, (state, totals, guard))
+            state, totals, guard = jax.lax.fori_loop(start, start + count, body,
+                                                     (state.replace(key=key), totals, guard))
+            return state.replace(key=None), totals, guard
 
-        rep, out = self._replicated, (shardings, self._replicated, self._replicated)
+        rep, keyless = self._replicated, shardings.replace(key=None)
+        out = (keyless, rep, rep)
         return FitPrograms(
-            jax.jit(fit_step, static_argnums=7, donate_argnums=0, in_shardings=(shardings, *[rep] * 6),
+            jax.jit(fit_step, static_argnums=8, donate_argnums=0, in_shardings=(keyless, shardings.key, *[rep] * 6),
                     out_shardings=out),
-            jax.jit(fit_chunk, static_argnums=8, donate_argnums=0, in_shardings=(shardings, *[rep] * 7),
-                    out_shardings=out))
+            jax.jit(fit_chunk, static_argnums=9, donate_argnums=0,
+                    in_shardings=(keyless, shardings.key, *[rep] * 7), out_shardings=out))
 
     def _build_eval(self, shardings, count: int | None):
         eval_step = self._make_eval_step()
