@@ -83,7 +83,8 @@ def fit_seconds(config, experiment, trainer, state, xy, checkpoints: bool) -> tu
                                every_steps=ckpt_cfg["every_steps"], keep=ckpt_cfg["keep"],
                                fingerprint=fingerprint(config), print_fn=None))
     start = time.perf_counter()
-    out, _ = trainer.fit(jax.tree_util.tree_map(jax.numpy.copy, state), *xy,  # fit donates the state it is given epochs=train["epochs"], batch_size=train["batch_size"],
+    out, _ = trainer.fit(jax.tree_util.tree_map(jax.numpy.copy, state), *xy,  # fit donates the state it is given
+                         epochs=train["epochs"], batch_size=train["batch_size"],
                          validation_split=train["validation_split"], shuffle=train["shuffle"], callbacks=callbacks,
                          verbose=0, log_every_steps=train["log_every_steps"])
     jax.block_until_ready(out.params)
