@@ -408,7 +408,8 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
         if timed:
             jax.block_until_ready(run.totals)
             started = time.perf_counter()
-        with paused() if run.position == first else contextlib.nullcontext():  # the first call compiles
+        compiles = run.position == first or (probing and not timed)  # "auto" compiles its loop mid-epoch
+        with paused() if compiles else contextlib.nullcontext():
             run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, run.position, count)
             if probing:
                 jax.block_until_ready(run.totals)

@@ -24,6 +24,9 @@ and `per_example` (`PerExample` or its fields as a dict: per-example gradients
 clipped and noised for DP-SGD, and/or their norm quantiles in the History).
 Pass `ModelCheckpoint(dir)` to `fit` for checkpoints and exact resume; a
 SIGTERM during `fit` saves a checkpoint and raises `TrainingInterrupted`.
+`fit(steps_per_dispatch=K)` runs K steps per compiled call (`training.dispatch`);
+`init` with several keys makes an ensemble trained in one step (`training.members`);
+`fit(state, source)` streams batches from disk (`training.feeding`).
 Layers built with `trainable=False` get zero updates (an `optax.multi_transform`
 over the optimizer). A loss given as a function gets targets shaped (batch,)
 against outputs (batch, 1) as (batch, 1), as the built-in losses align them.
