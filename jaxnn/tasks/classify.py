@@ -177,7 +177,7 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
     else:
         test = trainer.evaluate(state, x_test, y_test, batch_size=eval_batch)
     results = {f"test_{k}": v for k, v in test.items()}
-    results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 2),
+    results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 4),
                    train_seconds=round(clock.seconds, 4), train_examples=num_train,
                    test_examples=int(x_test.shape[0]))
     results.update(_report(experiment, outputs, from_logits, x_test, y_test, workdir))

@@ -126,5 +126,5 @@ def gan_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print)
     plot_history(history, os.path.join(workdir, "curves.png"))
     results = {**{k: v[-1] for k, v in history.history.items()}, "epochs": train["epochs"],
                "train_examples": int(len(images)), "median_epoch_seconds": round(float(np.median(epoch_seconds)), 2),
-               "wall_seconds": round(time.perf_counter() - started, 2), "train_seconds": round(clock.seconds, 4)}
+               "wall_seconds": round(time.perf_counter() - started, 4), "train_seconds": round(clock.seconds, 4)}
     return results, history

@@ -64,7 +64,7 @@ def perceptron_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn
     options = _perceptron_options(config, "train")
     clock = FitClock()
     results = _train_perceptron(x, y, options, jax.random.key(seed), clock)
-    results.update(wall_seconds=round(time.perf_counter() - started, 2), train_seconds=round(clock.seconds, 4))
+    results.update(wall_seconds=round(time.perf_counter() - started, 4), train_seconds=round(clock.seconds, 4))
     return results, None
 
 
@@ -105,7 +105,7 @@ def perceptron_vs_mlp(config: ml_collections.ConfigDict, workdir: str, *, print_
         "mlp_predictions": [int(p) for p in trainer.predict_classes(state, toy.INPUTS)],
         "perceptron_mistakes_per_epoch": single["mistakes_per_epoch"],
         "mlp_loss_per_epoch": history.history["loss"],
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "wall_seconds": round(time.perf_counter() - started, 4),
         "train_seconds": round(clock.seconds, 4),
     }
     return results, None

@@ -221,7 +221,7 @@ def transfer_task(config: ml_collections.ConfigDict, workdir: str, *,
         "target_train_examples": int(len(yt)),
         "target_test_examples": int(len(yt_test)),
         "phase_seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "wall_seconds": round(time.perf_counter() - started, 4),
         "train_seconds": round(clock.seconds, 4),
     }
     return results, histories
