@@ -3,6 +3,7 @@ a warning and the previous checkpoint, never different values, never a refusal w
 last-K-plus-best keeping, leftovers of killed saves, and a full disk (one line, older checkpoints intact)."""
 import os
 import pathlib
+import shutil
 import subprocess
 import warnings
 
@@ -60,18 +61,30 @@ def _named(root: pathlib.Path) -> dict[str, pathlib.Path]:
     return names
 
 
+def _file(named: dict[str, pathlib.Path], name: str) -> pathlib.Path:
+    """The file `name` names; orbax's OCDBT writer splits the same arrays into a varying number of data
+    files (one per concurrent flush), so `d/#k` wraps around the data files this save wrote."""
+    if name in named or "/d/#" not in name:
+        return named[name]
+    folder, k = name.rsplit("#", 1)
+    data = [n for n in named if n.startswith(folder + "#")]
+    return named[f"{folder}#{int(k) % len(data)}"]
+
+
 def _files(directory) -> list[str]:
     return sorted(_named(pathlib.Path(_saved(directory, (20,)).path(20))))
 
 
-FILES = _files(pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"jaxnn-matrix-{os.getpid()}")
+_MATRIX = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"jaxnn-matrix-{os.getpid()}"
+FILES = _files(_MATRIX)
+shutil.rmtree(_MATRIX, ignore_errors=True)
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
 @pytest.mark.parametrize("name", FILES)
 def test_corruption_matrix_falls_back_with_a_warning_never_silently_different(tmp_path, name, damage):
     manager = _saved(tmp_path)
-    DAMAGE[damage](_named(pathlib.Path(manager.path(20)))[name])
+    DAMAGE[damage](_file(_named(pathlib.Path(manager.path(20))), name))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         flat, meta = manager.restore(_where)
