@@ -41,7 +41,7 @@ from jaxnn.checkpoint import save_tree
 from jaxnn.config import Experiment, build, fingerprint
 from jaxnn.sweep import member_hyperparams
 from jaxnn.data.specs import IMAGE_DATASETS
-from jaxnn.data.splits import check_data_dir, split_size
+from jaxnn.data.splits import check_data_dir, split_size, split_sizes
 from jaxnn.models import summary
 from jaxnn.report import class_probabilities, plot_confusion_matrix, plot_errors, report_from_probabilities
 from jaxnn.saving import save_model
@@ -55,7 +55,7 @@ from jaxnn.training.largest_gradients import largest_gradients, write_largest_gr
 from jaxnn.training.members import member
 from jaxnn.training.per_example import PerExample
 from jaxnn.training.privacy import privacy_report
-from jaxnn.training.trainer import Trainer, split_sizes
+from jaxnn.training.trainer import Trainer
 
 
 def build_trainer(experiment: Experiment, total_steps: int) -> Trainer:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import inspect
 import signal
 import threading
@@ -350,7 +351,7 @@ def _end_epoch(run: Run, metrics, validate, zero_totals) -> None:
         if lr is not None:
             logs["lr"] = float(lr)
     else:
-        member_logs = [results(metrics, members.member(stats, m)) for m in range(run.members)]
+        member_logs = members.each_member(functools.partial(results, metrics), stats, run.members)
         if validate is not None:
             for logs, val in zip(member_logs, validate(run.state)):
                 logs.update({f"val_{k}": v for k, v in val.items()})
@@ -373,7 +374,7 @@ def running_logs(run: Run, metrics) -> dict[str, float]:
     stats = jax.device_get(run.totals)
     if run.members is None:
         return results(metrics, stats)
-    return members.mean_logs([results(metrics, members.member(stats, m)) for m in range(run.members)])
+    return members.mean_logs(members.each_member(functools.partial(results, metrics), stats, run.members))
 
 
 def _permutations(key, epoch: int, n: int, shuffle: bool, count: int | None):

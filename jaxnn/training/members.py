@@ -60,6 +60,11 @@ def member(tree, m: int):
     return jax.tree_util.tree_map(take, tree)
 
 
+def each_member(fn, tree, members: int) -> list:
+    """`fn` of each member's slice of `tree` (e.g. the metrics of each member's statistics)."""
+    return [fn(member(tree, m)) for m in range(members)]
+
+
 def broadcast(tree, members: int):
     """`tree` repeated along a new leading member axis."""
     return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (members, *jnp.shape(a))), tree)

@@ -55,7 +55,7 @@ from jaxnn.training.guard import fresh_guard, guarded_step
 from jaxnn.training.history import History
 from jaxnn.training.inputs import check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, StepsInFlight, fit_loop
-from jaxnn.training.members import as_member_keys, broadcast, member, member_count, set_hyperparams
+from jaxnn.training.members import as_member_keys, broadcast, each_member, member, member_count, set_hyperparams
 from jaxnn.training.per_example import (HISTOGRAM_KEY, PerExample, as_per_example, refuse_model_state,
                                         zero_histogram)
 from jaxnn.training.precision import LossScale, get_policy
@@ -244,9 +244,9 @@ class Trainer:
     def _compiled_cache(self) -> dict:
         return {}
 
-    def _layout_key(self, state) -> tuple:
+    def _layout_key(self, state, shardings=None) -> tuple:
         """What a compiled program depends on besides shapes: the members and every leaf's sharding."""
-        shardings = self.state_shardings(state)
+        shardings = self.state_shardings(state) if shardings is None else shardings
         return (member_count(state), jax.tree_util.tree_structure(shardings), *jax.tree_util.tree_leaves(shardings))
 
     def _chunk_sizes(self, steps_per_dispatch, state, batch_size: int, steps_per_epoch: int) -> ChunkSizes:
@@ -261,7 +261,7 @@ class Trainer:
         layout; vmapped over the members of an ensemble); its last argument, the batch size, is static. Another
         `kind` is made by `build(shardings)`."""
         shardings, count = self.state_shardings(state), member_count(state)
-        key = (kind, *self._layout_key(state))
+        key = (kind, *self._layout_key(state, shardings))
         if key not in self._compiled_cache:
             self._compiled_cache[key] = build(shardings) if build else getattr(self, f"_build_{kind}")(shardings, count)
         return self._compiled_cache[key]
@@ -457,7 +457,7 @@ class Trainer:
             in_flight.push(totals)
         totals = jax.device_get(totals)
         if (count := member_count(state)) is not None:
-            return [results(self.metric_objects, member(totals, m)) for m in range(count)]
+            return each_member(functools.partial(results, self.metric_objects), totals, count)
         return results(self.metric_objects, totals)
 
     def _batch_size(self, batch_size, field: str = "batch_size") -> int:
@@ -594,8 +594,16 @@ class Trainer:
                   log_keys=self._log_keys(state, validate is not None),
                   members=count, active=None if count is None else np.ones(count, bool))
 
+        placed = {}  # the members' mask on the device, per value: it changes at epoch ends at most
+
         def loop_step(state, totals, guard, perm, index, steps):  # with the members still training
-            return step(state, totals, guard, perm, index, steps, None if count is None else jnp.asarray(run.active))
+            if count is None:
+                return step(state, totals, guard, perm, index, steps, None)
+            mask = run.active.tobytes()
+            if mask not in placed:
+                placed.clear()
+                placed[mask] = jnp.asarray(run.active)
+            return step(state, totals, guard, perm, index, steps, placed[mask])
 
         fit_loop(run, loop_step, zero_totals, metrics=self.metric_objects, validate=validate, num_examples=num_examples,
                  shuffle=shuffle, log_every_steps=log_every_steps, watchdog_s=watchdog_s,
