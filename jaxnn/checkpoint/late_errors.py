@@ -33,12 +33,14 @@ def is_late_callback(unraisable) -> bool:
 
 
 class UnretrievedOrbaxError(logging.Filter):
-    """Drops asyncio's "exception was never retrieved" for an exception raised inside orbax."""
+    """Drops asyncio's "exception was never retrieved" for an exception raised inside orbax, or by the
+    tensorstore read or write under it (a C future: no orbax frame, its message names the tensorstore spec)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         return not (exc is not None and "exception was never retrieved" in record.getMessage()
-                    and any(_ORBAX in frame.filename for frame in traceback.extract_tb(exc.__traceback__)))
+                    and ("tensorstore_spec" in str(exc)
+                         or any(_ORBAX in frame.filename for frame in traceback.extract_tb(exc.__traceback__))))
 
 
 def install() -> None:
