@@ -398,19 +398,20 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
     perm = _permutations(run.state.key, run.epoch, num_examples, shuffle, run.members)
     # Fused chunks are long: two in flight keep the device busy and a stop within about a chunk.
     in_flight = StepsInFlight(MAX_STEPS_IN_FLIGHT if sizes.size > 1 else None)
-    step_hooks = run.hooks["on_step_end"]
+    step_hooks, log_hooks = run.hooks["on_step_end"], run.hooks["on_log"]
     paused = watchdog.paused if watchdog is not None else contextlib.nullcontext
+    running = contextlib.nullcontext()
     every = [cb.every_steps for cb in run.callbacks if cb.every_steps]
     first = run.position
     while run.position < run.steps_per_epoch:
-        count = min(sizes.size, run.steps_per_epoch - run.position,
-                    *(n - run.step % n for n in every))
-        probing, timed = sizes.probing, sizes.timed
+        count = min(sizes.size, run.steps_per_epoch - run.position, *(n - run.step % n for n in every))
+        probing = sizes.probing
+        timed = probing and sizes.timed
         if timed:
             jax.block_until_ready(run.totals)
             started = time.perf_counter()
         compiles = run.position == first or (probing and not timed)  # "auto" compiles its loop mid-epoch
-        with paused() if compiles else contextlib.nullcontext():
+        with paused() if compiles else running:
             run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, run.position, count)
             if probing:
                 jax.block_until_ready(run.totals)
@@ -423,10 +424,12 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
         if log_step:
             if _stopped_nonfinite(run):
                 return
-            run.call("on_log", running_logs(run, metrics))
-        with paused():  # callbacks may checkpoint
-            for hook in step_hooks:
-                hook(run, run.position - 1)
+            if log_hooks:  # the fetch waits for the device: only when someone reads the logs
+                run.call("on_log", running_logs(run, metrics))
+        if step_hooks:
+            with paused():  # callbacks may checkpoint
+                for hook in step_hooks:
+                    hook(run, run.position - 1)
         if run.stop_training or sigterm.stop(sync_point=log_step):
             return
     _stopped_nonfinite(run)

@@ -36,6 +36,13 @@ class TrainState:
         return derive_key(self.key, STEP_STREAM, self.step)
 
 
+def with_key(state: TrainState, key) -> TrainState:
+    """`state.replace(key=key)` without a dataclass `__init__`: the fit loop swaps the key twice a step."""
+    new = object.__new__(type(state))
+    new.__dict__.update(state.__dict__, key=key)
+    return new
+
+
 def derive_key(base_key: jax.Array, stream: int, index) -> jax.Array:
     """The key for `index` (a step or an epoch) in one stream; the base key stays unused."""
     return jax.random.fold_in(jax.random.fold_in(base_key, stream), index)

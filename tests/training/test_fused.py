@@ -107,6 +107,21 @@ def test_auto_keeps_one_step_a_dispatch_when_the_loop_is_slower():
     assert (fixed.size, fixed.probing) == (3, False)
 
 
+def test_auto_times_a_slightly_slower_loop_again_and_takes_its_fastest_chunk():
+    probe = dispatch.PROBE_STEPS
+    sizes = dispatch.ChunkSizes("auto", steps_per_epoch=1000)
+    _probe(sizes, one_step_s=0.001, chunk_s=probe * 0.0015)  # a hiccup: 1.5x the one-step time
+    assert (sizes.size, sizes.probing, sizes.timed) == (probe, True, True)
+    sizes.observe(probe, probe * 0.0005)  # timed again: 0.5 ms a step -> 200 steps a dispatch
+    assert (sizes.size, sizes.probing) == (200, False)
+    slower = dispatch.ChunkSizes("auto", steps_per_epoch=1000)
+    _probe(slower, one_step_s=0.001, chunk_s=probe * 0.0015)
+    for _ in range(dispatch.LOOP_PROBES - 1):
+        assert slower.probing
+        slower.observe(probe, probe * 0.002)
+    assert (slower.size, slower.probing) == (1, False)  # slower every time: no fusing
+
+
 @pytest.mark.parametrize("value", [0, -2, 2.5, "fast", True])
 def test_bad_steps_per_dispatch_is_one_line(value):
     with pytest.raises(ValueError, match=f'steps_per_dispatch must be a positive integer or "auto", got {value!r}'):
