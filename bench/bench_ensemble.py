@@ -8,6 +8,8 @@ Prints:
     `--rounds` alternated rounds after a compiling run, and their ratio;
   - each member's History against that member trained alone (largest difference);
   - each member's test accuracy, and the ensemble's (the mean of the members' probabilities);
+  - the same ratio for hand-written loops (an epoch as one `lax.scan`, and that epoch `jax.vmap`ped over the
+    members, each with its own order): what this machine allows once the step is compute-bound;
   - for the CNN of configs/fashion_mnist_cnn.py, the train step of 4 members by
     `jax.vmap` against `lax.map` over the members (median step time), which says
     which of the two an ensemble of convolutions should use on this backend.
@@ -68,6 +70,42 @@ def conv_members(members: int, steps: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def hand_epochs(x, y, members: int, rounds: int) -> tuple[float, float]:
+    """Median seconds of one hand-written scan epoch (bench_fit's hand loop) for one model and for `members`
+    vmapped, each member with its own order: the compute floor of the ensemble's ratio."""
+    import optax
+
+    from bench_fit import WORKLOADS, hand_parts
+
+    init, loss, tx = hand_parts(WORKLOADS["seed"])
+    xs, ys = jax.device_put(x), jax.device_put(y)
+    steps = x.shape[0] // 32
+
+    def epoch(params, opt_state, key):
+        perm = jax.random.permutation(key, xs.shape[0])[:steps * 32].reshape(steps, 32)
+
+        def one(carry, idx):
+            params, opt_state = carry
+            updates, opt_state = tx.update(jax.grad(loss)(params, xs[idx], ys[idx]), opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        return jax.lax.scan(one, (params, opt_state), perm)[0]
+
+    keys = jax.random.split(jax.random.key(0), members)
+    single = jax.jit(epoch, donate_argnums=(0, 1))
+    many = jax.jit(jax.vmap(epoch), donate_argnums=(0, 1))
+    box = {"one": (init(keys[0]),), "many": (jax.vmap(init)(keys),)}
+    box = {k: (p[0], (tx.init if k == "one" else jax.vmap(tx.init))(p[0])) for k, p in box.items()}
+    runs = {"one": lambda: single(*box["one"], keys[0]), "many": lambda: many(*box["many"], keys)}
+    times = {k: [] for k in runs}
+    for _ in range(rounds + 1):  # the first round compiles
+        for k, run in runs.items():
+            start = time.perf_counter()
+            box[k] = jax.block_until_ready(run())
+            times[k].append(time.perf_counter() - start)
+    return statistics.median(times["one"][1:]), statistics.median(times["many"][1:])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=8)
@@ -89,6 +127,9 @@ def main(argv=None):
     print(f"{args.members} members  median {statistics.median(many):6.1f} s  "
           f"(rounds: {', '.join(f'{t:.1f}' for t in many)})")
     print(f"ratio {args.members} members / one: {statistics.median(many) / statistics.median(one):.2f}")
+    hand_one, hand_many = hand_epochs(x[:48000], y[:48000], args.members, args.rounds)
+    print(f"hand-written scan epoch (48,000 examples): one {hand_one:.2f} s, {args.members} vmapped {hand_many:.2f} s "
+          f"(ratio {hand_many / hand_one:.2f}: the floor of the ratio above on this machine)")
 
     diffs, accs = [], []
     probs = trainer.predict(state, x_test, batch_size=1000)

@@ -45,7 +45,7 @@ from jaxnn.training import members
 from jaxnn.training.dispatch import AUTO, ChunkSizes
 from jaxnn.training.guard import NonFinite, decode_guard
 from jaxnn.training.history import History
-from jaxnn.training.state import epoch_permutation
+from jaxnn.training.state import epoch_permutation, in_order
 from jaxnn.training.steps import results
 
 # Steps allowed in flight before the loop waits: bounds host run-ahead, and the
@@ -379,10 +379,10 @@ def running_logs(run: Run, metrics) -> dict[str, float]:
 
 def _permutations(key, epoch: int, n: int, shuffle: bool, count: int | None):
     """The epoch's order of the `n` examples: one per member (a row each) for an ensemble of `count`."""
-    if count is None:
-        return epoch_permutation(key, epoch, n) if shuffle else jnp.arange(n)
     if not shuffle:
-        return jnp.broadcast_to(jnp.arange(n), (count, n))
+        return in_order(key, n)
+    if count is None:
+        return epoch_permutation(key, epoch, n)
     return jax.vmap(lambda k: epoch_permutation(k, epoch, n))(key)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import flax.struct
 import jax
+import numpy as np
 import optax
 
 # Independent random streams derived from the one base key in the state
@@ -46,6 +47,12 @@ def with_key(state: TrainState, key) -> TrainState:
 def derive_key(base_key: jax.Array, stream: int, index) -> jax.Array:
     """The key for `index` (a step or an epoch) in one stream; the base key stays unused."""
     return jax.random.fold_in(jax.random.fold_in(base_key, stream), index)
+
+
+def in_order(key: jax.Array, n: int) -> jax.Array:
+    """The order of an unshuffled epoch (one row per member for an ensemble's keys), placed as
+    `epoch_permutation(key, ...)` is, on the key's mesh: a fit's programs take either without tracing again."""
+    return jax.device_put(np.broadcast_to(np.arange(n, dtype=np.int32), (*key.shape, n)), key.sharding)
 
 
 @functools.partial(jax.jit, static_argnums=2)

@@ -620,7 +620,7 @@ class Trainer:
         placed = {}  # the members' mask on the device, per value: it changes at epoch ends at most
 
         def loop_step(state, totals, guard, perm, index, steps):  # with the members still training
-            if count is None:
+            if count is None or run.active.all():  # no mask: a masked update selects over every array
                 return step(state, totals, guard, perm, index, steps, None)
             mask = run.active.tobytes()
             if mask not in placed:

@@ -74,6 +74,15 @@ def test_one_loop_program_for_every_fused_chunk_length():
     assert (programs.chunk._cache_size(), programs.step._cache_size()) == (1, 0)
 
 
+def test_an_unshuffled_fit_runs_the_shuffled_fits_programs():
+    trainer = classifier()
+    state, _ = fit(trainer, epochs=1, steps_per_dispatch=4)
+    x, y = blobs()
+    state, _ = trainer.fit(state, x[:480], y[:480], epochs=1, batch_size=32, verbose=0, shuffle=False,
+                           steps_per_dispatch=4)
+    assert trainer._compiled("fit", state).chunk._cache_size() == 1  # the order was placed as the permutation
+
+
 def _probe(sizes, one_step_s, chunk_s):
     """Feed `sizes` the probe sequence: compile, time one-step dispatches, compile the loop, time a chunk."""
     probe = dispatch.PROBE_STEPS
