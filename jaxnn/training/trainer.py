@@ -536,7 +536,7 @@ class Trainer:
         same seed gives the same History. The last partial batch of an epoch is
         dropped (one compiled step shape); validation counts every example.
         The running metrics are fetched from the device every `log_every_steps`
-        steps (for `on_log` callbacks), never in between. With `watchdog_s`, a
+        steps when a callback (the progress bar, TensorBoard) has `on_log`, never in between. With `watchdog_s`, a
         process whose steps stop finishing for that long (its peers stopped)
         ends with one line (`distributed.StepWatchdog`).
         `sample_weight` (one weight per example) and `class_weight` ({class: weight})
