@@ -44,7 +44,7 @@ def _warn_nonfinite(name: str, a: np.ndarray) -> None:
         rows = int(np.count_nonzero(bad.reshape(len(a), -1).any(axis=1))) if a.ndim else 1
         warnings.warn(f"{name} hold {count} NaN or inf values (in {rows} of {len(a) if a.ndim else 1} examples): "
                       "the loss and then the parameters will be NaN; drop or fill those examples",
-                      stacklevel=4)
+                      stacklevel=6)  # the caller of fit or evaluate
 
 
 def check_inputs(model: Layer, x) -> None:
