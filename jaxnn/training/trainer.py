@@ -358,24 +358,36 @@ class Trainer:
         leading member axis (`training.members`), and `hyperparams` ({name: M values}, e.g.
         `{"learning_rate": [1e-3, 3e-3]}`) sets the optimizer's injected hyperparameters per member.
         """
-        init = self._init_fn(input_shape)
         keys = as_member_keys(key)
         if keys is None and hyperparams:
             raise ValueError("hyperparams are set per member: give init one key per member (a sequence of keys)")
-        if keys is not None:
-            if self.mesh.size > 1:
-                raise ValueError(f"an ensemble (init with {len(keys)} keys) trains on one device; this Trainer's "
-                                 f"mesh has {self.mesh.size}")
-            init, key = jax.vmap(init), keys
-        else:
-            key = _as_key(key)
-        abstract = jax.eval_shape(init, jax.ShapeDtypeStruct(key.shape, key.dtype))
-        if self.per_example is not None:
-            refuse_model_state(abstract.model_state)
-        state = jax.jit(init, out_shardings=self.state_shardings(abstract))(key)
-        if keys is not None and hyperparams:
+        if keys is not None and self.mesh.size > 1:
+            raise ValueError(f"an ensemble (init with {len(keys)} keys) trains on one device; this Trainer's "
+                             f"mesh has {self.mesh.size}")
+        one_init, abstract = self._compiled_init(input_shape)
+        if keys is None:
+            return one_init(_as_key(key))
+        # Members one by one with the one-model program (the values vmap would give; its compile is shared),
+        # then stacked: an ensemble's init compiles nothing of its own.
+        members = [one_init(k) for k in keys]
+        stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *members)
+        shardings = self.state_shardings(jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct((len(keys), *a.shape), a.dtype), abstract))
+        state = jax.device_put(stacked, shardings)
+        if hyperparams:
             state = state.replace(opt_state=set_hyperparams(state.opt_state, hyperparams, len(keys)))
         return state
+
+    def _compiled_init(self, input_shape) -> tuple[Callable, TrainState]:
+        """The jitted one-model init for `input_shape` (made once per Trainer and shape) and its abstract state."""
+        shape_key = ("init", str(jax.tree_util.tree_map(lambda s: tuple(as_shape(s)), input_shape, is_leaf=is_shape)))
+        if shape_key not in self._compiled_cache:
+            init = self._init_fn(input_shape)
+            abstract = jax.eval_shape(init, jax.random.key(0))
+            if self.per_example is not None:
+                refuse_model_state(abstract.model_state)
+            self._compiled_cache[shape_key] = (jax.jit(init, out_shardings=self.state_shardings(abstract)), abstract)
+        return self._compiled_cache[shape_key]
 
     def output_spec(self, state: TrainState, x) -> jax.ShapeDtypeStruct:
         """Shape of the model's output for inputs like `x`; a mismatch raises naming the layer."""
