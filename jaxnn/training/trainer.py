@@ -24,6 +24,7 @@ and `per_example` (`PerExample` or its fields as a dict: per-example gradients
 clipped and noised for DP-SGD, and/or their norm quantiles in the History).
 Pass `ModelCheckpoint(dir)` to `fit` for checkpoints and exact resume; a
 SIGTERM during `fit` saves a checkpoint and raises `TrainingInterrupted`.
+The compiled programs (one set per state layout) are built in `training.programs`;
 `fit(steps_per_dispatch=K)` runs K steps per compiled call (`training.dispatch`);
 `init` with several keys makes an ensemble trained in one step (`training.members`);
 `fit(state, source)` streams batches from disk (`training.feeding`).
@@ -49,10 +50,10 @@ from jaxnn.data.splits import split_sizes
 from jaxnn.layers.base import Layer
 from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.models.children import has_frozen, trainable_mask
-from jaxnn.training import feeding
+from jaxnn.training import feeding, programs
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.dispatch import AUTO, ChunkSizes, check_steps_per_dispatch
-from jaxnn.training.guard import fresh_guard, guarded_step
+from jaxnn.training.guard import fresh_guard
 from jaxnn.training.history import History
 from jaxnn.training.inputs import check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, StepsInFlight, fit_loop
@@ -60,8 +61,8 @@ from jaxnn.training.members import as_member_keys, broadcast, each_member, membe
 from jaxnn.training.per_example import (HISTOGRAM_KEY, PerExample, as_per_example, refuse_model_state,
                                         zero_histogram)
 from jaxnn.training.precision import LossScale, get_policy
-from jaxnn.training.state import TrainState, with_key
-from jaxnn.training.steps import forward, make_eval_step, make_train_step, results
+from jaxnn.training.state import TrainState
+from jaxnn.training.steps import make_eval_step, make_train_step, results
 
 # Default steps between fetches of the running metrics (progress, TensorBoard, NaN checks).
 LOG_EVERY_STEPS = 50
@@ -100,30 +101,6 @@ def _check_live(state) -> None:
     if any(isinstance(a, jax.Array) and a.is_deleted() for a in jax.tree_util.tree_leaves(state)):
         raise ValueError("this TrainState was donated to an earlier fit (or train_step) and its arrays are deleted: "
                          "fit returns the new state, so write `state, history = trainer.fit(state, ...)`")
-
-
-@dataclasses.dataclass(frozen=True)
-class FitPrograms:
-    """`fit`'s compiled programs: `step` runs one train step, `chunk` a fused loop of several (dispatch.py).
-
-    The state's base key never changes in a step, so it goes in beside the state and not out: a typed key
-    array coming out of a program costs the host tens of microseconds a step to rebuild.
-    """
-
-    step: Callable
-    chunk: Callable
-
-    def __call__(self, state, totals, guard, data, perm, active, start, count, batch_size):
-        key, state = state.key, with_key(state, None)
-        if count == 1:
-            state, totals, guard = self.step(state, key, totals, guard, data, perm, active, start, batch_size)
-        else:
-            state, totals, guard = self.chunk(state, key, totals, guard, data, perm, active, start, count, batch_size)
-        return with_key(state, key), totals, guard
-
-
-def _slice_batch(data, start, batch_size):
-    return jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, batch_size), data)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -264,72 +241,12 @@ class Trainer:
         shardings, count = self.state_shardings(state), member_count(state)
         key = (kind, *self._layout_key(state, shardings))
         if key not in self._compiled_cache:
-            self._compiled_cache[key] = build(shardings) if build else getattr(self, f"_build_{kind}")(shardings, count)
+            self._compiled_cache[key] = build(shardings) if build else programs.BUILDERS[kind](self, shardings, count)
         return self._compiled_cache[key]
 
     def _rows(self, batch):
         """`batch` constrained to the batch sharding: each device computes only its rows."""
         return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
-
-    def _build_fit(self, shardings, count: int | None):
-        train_step = guarded_step(self._make_train_step(), self.check_finite)
-
-        def one_step(index, state, totals, guard, data, perm, active, batch_size):
-            idx = self._rows(jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size))
-            batch = self._rows(jax.tree_util.tree_map(lambda a: a[idx], data))  # in bounds: idx comes from perm
-            enabled = True if active is None else active  # False: an ensemble member stopped early
-            return train_step(state, totals, guard, batch, enabled)
-
-        if count is not None:  # members: their own state, totals, guard, order and mask; the data shared
-            one_step = jax.vmap(one_step, in_axes=(None, 0, 0, 0, None, 0, 0, None))
-
-        def fit_step(state, key, totals, guard, data, perm, active, index, batch_size):
-            state, totals, guard = one_step(index, state.replace(key=key), totals, guard, data, perm, active,
-                                            batch_size)
-            return state.replace(key=None), totals, guard
-
-        def fit_chunk(state, key, totals, guard, data, perm, active, start, count, batch_size):
-            """Steps `start, ..., start + count - 1` of the epoch in one call; the count is a traced loop
-            bound, so every fused length (K, an epoch's shorter last chunk) runs one program."""
-            body = lambda i, carry: one_step(i, *carry, data, perm, active, batch_size)
-            state, totals, guard = jax.lax.fori_loop(start, start + count, body,
-                                                     (state.replace(key=key), totals, guard))
-            return state.replace(key=None), totals, guard
-
-        rep, keyless = self._replicated, shardings.replace(key=None)
-        out = (keyless, rep, rep)
-        return FitPrograms(
-            jax.jit(fit_step, static_argnums=8, donate_argnums=0, in_shardings=(keyless, shardings.key, *[rep] * 6),
-                    out_shardings=out),
-            jax.jit(fit_chunk, static_argnums=9, donate_argnums=0,
-                    in_shardings=(keyless, shardings.key, *[rep] * 7), out_shardings=out))
-
-    def _build_eval(self, shardings, count: int | None):
-        eval_step = self._make_eval_step()
-        if count is not None:
-            eval_step = jax.vmap(eval_step, in_axes=(0, 0, None))
-
-        def eval_chunk(params, model_state, totals, data, index, batch_size):
-            stats = eval_step(params, model_state, self._rows(_slice_batch(data, index * batch_size, batch_size)))
-            return jax.tree_util.tree_map(jnp.add, totals, stats)
-
-        rep = self._replicated
-        return jax.jit(eval_chunk, static_argnums=5,
-                       in_shardings=(shardings.params, shardings.model_state, rep, rep, rep), out_shardings=rep)
-
-    def _build_predict(self, shardings, count: int | None):
-        def outputs(params, model_state, batch):
-            return forward(self.model, self.policy, params, batch, model_state, None, False)[0]
-
-        if count is not None:
-            outputs = jax.vmap(outputs, in_axes=(0, 0, None))
-
-        def predict_chunk(params, model_state, inputs, index, batch_size):
-            return outputs(params, model_state, self._rows(_slice_batch(inputs, index * batch_size, batch_size)))
-
-        rep = self._replicated  # every process gets every prediction
-        return jax.jit(predict_chunk, static_argnums=4,
-                       in_shardings=(shardings.params, shardings.model_state, rep, rep), out_shardings=rep)
 
     # -- set-up and checks --------------------------------------------------------
     def _init_fn(self, input_shape) -> Callable:
@@ -463,7 +380,7 @@ class Trainer:
         params, model_state = state.params, state.model_state
         if member_count(state) is not None:
             params, model_state = member((params, model_state), 0)
-        shapes = jax.eval_shape(lambda p, s, d: eval_step(p, s, _slice_batch(d, 0, batch_size)),
+        shapes = jax.eval_shape(lambda p, s, d: eval_step(p, s, programs.slice_batch(d, 0, batch_size)),
                                 params, model_state, data)
         zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         if train and self.per_example is not None and self.per_example.quantiles:
