@@ -12,7 +12,11 @@ and fuses only when the loop is faster per step, with K chosen so that a
 dispatch takes about `AUTO_TARGET_S`, capped at the epoch. A loop probe that
 comes out slower, but by less than `CLEARLY_SLOWER`, is timed again (at most
 `LOOP_PROBES` times, the fastest counting): one hiccup of the machine in an
-8-step chunk must not cost a whole run its fusing.
+8-step chunk must not cost a whole run its fusing. A step whose one-step
+dispatch takes more than `LONG_STEP_S` stays at one step a dispatch without
+a loop probe: the host's per-dispatch overhead (well under a millisecond) is
+then noise, and the loop's compile and probe (seconds for a CPU convolution)
+would buy nothing.
 In a multi-process run every process takes process 0's choice, so that all cut
 their epochs at the same steps (their collectives and SIGTERM agreement need that).
 """
@@ -29,6 +33,7 @@ AUTO_TARGET_S = 0.1  # the middle of the 50-200 ms a dispatch should take
 PROBE_STEPS = 8
 LOOP_PROBES = 3
 CLEARLY_SLOWER = 3.0  # a loop this much slower per step is slow (CPU convolutions: ~10x), not noise
+LONG_STEP_S = 0.02
 
 
 def check_steps_per_dispatch(value, field: str = "steps_per_dispatch"):
@@ -72,7 +77,10 @@ class ChunkSizes:
         elif self._phase == 1:
             self._one_step.append(seconds)
             if len(self._one_step) == self._probe:
-                self._phase, self.size = 2, self._probe
+                if _agreed(float(np.median(self._one_step)) > LONG_STEP_S):
+                    self._phase = None  # one step a dispatch: nothing to gain
+                else:
+                    self._phase, self.size = 2, self._probe
         elif self._phase == 2:
             self._phase = 3
         elif self._phase == 3:

@@ -116,6 +116,14 @@ def test_auto_keeps_one_step_a_dispatch_when_the_loop_is_slower():
     assert (fixed.size, fixed.probing) == (3, False)
 
 
+def test_auto_keeps_long_steps_at_one_a_dispatch_without_a_loop_probe():
+    sizes = dispatch.ChunkSizes("auto", steps_per_epoch=1000)
+    sizes.observe(1, None)
+    for _ in range(dispatch.PROBE_STEPS):
+        sizes.observe(1, 2 * dispatch.LONG_STEP_S)
+    assert (sizes.size, sizes.probing) == (1, False)
+
+
 def test_auto_times_a_slightly_slower_loop_again_and_takes_its_fastest_chunk():
     probe = dispatch.PROBE_STEPS
     sizes = dispatch.ChunkSizes("auto", steps_per_epoch=1000)
