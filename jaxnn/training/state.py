@@ -52,7 +52,8 @@ def derive_key(base_key: jax.Array, stream: int, index) -> jax.Array:
 def in_order(key: jax.Array, n: int) -> jax.Array:
     """The order of an unshuffled epoch (one row per member for an ensemble's keys), placed as
     `epoch_permutation(key, ...)` is, on the key's mesh: a fit's programs take either without tracing again."""
-    return jax.device_put(np.broadcast_to(np.arange(n, dtype=np.int32), (*key.shape, n)), key.sharding)
+    order = np.broadcast_to(np.arange(n, dtype=np.int32), (*key.shape, n))
+    return jax.make_array_from_process_local_data(key.sharding, order)  # every process holds all of it
 
 
 @functools.partial(jax.jit, static_argnums=2)
