@@ -74,6 +74,19 @@ def test_one_loop_program_for_every_fused_chunk_length():
     assert (programs.chunk._cache_size(), programs.step._cache_size()) == (1, 0)
 
 
+def test_the_running_logs_are_fetched_only_for_a_callback_that_reads_them(monkeypatch):
+    from jaxnn.training import loop
+
+    fetched, seen = [], []
+    real = loop.running_logs
+    monkeypatch.setattr(loop, "running_logs", lambda run, metrics: fetched.append(run.step) or real(run, metrics))
+    fit(classifier(), epochs=1, steps_per_dispatch=1, log_every_steps=5)  # 15 steps, no on_log: no waits
+    assert fetched == []
+    fit(classifier(), [LambdaCallback(on_log=lambda run, logs: seen.append(logs["loss"]))], epochs=1,
+        steps_per_dispatch=1, log_every_steps=5)
+    assert fetched == [5, 10, 15] and len(seen) == 3
+
+
 def test_an_unshuffled_fit_runs_the_shuffled_fits_programs():
     trainer = classifier()
     state, _ = fit(trainer, epochs=1, steps_per_dispatch=4)

@@ -1,6 +1,7 @@
 """What fit, evaluate and predict refuse or warn about in the arrays they are given (jaxnn.training.inputs)."""
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
@@ -98,3 +99,19 @@ def test_clean_data_gives_no_warning(mlp):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         trainer.evaluate(state, IMAGES, LABELS)
+
+
+def test_device_arrays_are_checked_once_per_trainer_and_host_arrays_every_time(monkeypatch):
+    trainer = Trainer(Sequential([Flatten(), Dense(CLASSES, "softmax")]), optimizer="sgd")
+    checks = []
+    real = Trainer._check_data
+    monkeypatch.setattr(Trainer, "_check_data", lambda self, *a: checks.append(1) or real(self, *a))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 4, 4), dtype=np.float32), rng.integers(0, CLASSES, 64).astype(np.int32)
+    placed = jax.device_put((x, y))
+    state = trainer.init(0, (4, 4))
+    for data in (placed, placed, (x, y), (x, y)):
+        state, _ = trainer.fit(state, *data, epochs=1, verbose=0)
+    assert len(checks) == 3  # the placed pair once, the numpy pair (mutable) each time
+    state, _ = trainer.fit(state, *jax.device_put((x, y)), epochs=1, verbose=0)
+    assert len(checks) == 4  # other arrays: checked
