@@ -73,30 +73,16 @@ def conv_members(members: int, steps: int) -> dict[str, float]:
 def hand_epochs(x, y, members: int, rounds: int) -> tuple[float, float]:
     """Median seconds of one hand-written scan epoch (bench_fit's hand loop) for one model and for `members`
     vmapped, each member with its own order: the compute floor of the ensemble's ratio."""
-    import optax
-
-    from bench_fit import WORKLOADS, hand_parts
+    from bench_fit import WORKLOADS, hand_parts, scan_epoch
 
     init, loss, tx = hand_parts(WORKLOADS["seed"])
-    xs, ys = jax.device_put(x), jax.device_put(y)
-    steps = x.shape[0] // 32
-
-    def epoch(params, opt_state, key):
-        perm = jax.random.permutation(key, xs.shape[0])[:steps * 32].reshape(steps, 32)
-
-        def one(carry, idx):
-            params, opt_state = carry
-            updates, opt_state = tx.update(jax.grad(loss)(params, xs[idx], ys[idx]), opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
-
-        return jax.lax.scan(one, (params, opt_state), perm)[0]
-
+    xs, ys, scan = jax.device_put(x), jax.device_put(y), scan_epoch(loss, tx, 32)
+    epoch = lambda params, opt_state, key: scan(params, opt_state, xs, ys, key)  # the data shared by members
     keys = jax.random.split(jax.random.key(0), members)
-    single = jax.jit(epoch, donate_argnums=(0, 1))
-    many = jax.jit(jax.vmap(epoch), donate_argnums=(0, 1))
-    box = {"one": (init(keys[0]),), "many": (jax.vmap(init)(keys),)}
-    box = {k: (p[0], (tx.init if k == "one" else jax.vmap(tx.init))(p[0])) for k, p in box.items()}
-    runs = {"one": lambda: single(*box["one"], keys[0]), "many": lambda: many(*box["many"], keys)}
+    epochs = {"one": jax.jit(epoch, donate_argnums=(0, 1)), "many": jax.jit(jax.vmap(epoch), donate_argnums=(0, 1))}
+    one, many = init(keys[0]), jax.vmap(init)(keys)
+    box = {"one": (one, tx.init(one)), "many": (many, jax.vmap(tx.init)(many))}
+    runs = {"one": lambda: epochs["one"](*box["one"], keys[0]), "many": lambda: epochs["many"](*box["many"], keys)}
     times = {k: [] for k in runs}
     for _ in range(rounds + 1):  # the first round compiles
         for k, run in runs.items():

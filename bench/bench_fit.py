@@ -123,14 +123,12 @@ def hand_plain_runner(w: dict, x, y, epochs: int):
     return run
 
 
-def hand_scan_runner(w: dict, x, y, epochs: int, keras_loss: bool = False):
-    """The fastest hand loop we know: each epoch one `lax.scan` over the batches, data on the device."""
-    init, loss, tx = hand_parts(w, keras_loss)
-    b, steps = w["batch"], len(x) // w["batch"]
-
-    @jax.jit
+def scan_epoch(loss, tx, batch: int):
+    """The pure epoch of the scan loop: `(params, opt_state, xs, ys, key) -> (params, opt_state)`, the batches
+    cut on the device from a permutation drawn from `key`."""
     def epoch(params, opt_state, xs, ys, key):
-        perm = jax.random.permutation(key, xs.shape[0])[:steps * b].reshape(steps, b)
+        steps = xs.shape[0] // batch
+        perm = jax.random.permutation(key, xs.shape[0])[:steps * batch].reshape(steps, batch)
 
         def one(carry, idx):
             params, opt_state = carry
@@ -140,6 +138,13 @@ def hand_scan_runner(w: dict, x, y, epochs: int, keras_loss: bool = False):
 
         return jax.lax.scan(one, (params, opt_state), perm)[0]
 
+    return epoch
+
+
+def hand_scan_runner(w: dict, x, y, epochs: int, keras_loss: bool = False):
+    """The fastest hand loop we know: each epoch one `lax.scan` over the batches, data on the device."""
+    init, loss, tx = hand_parts(w, keras_loss)
+    epoch = jax.jit(scan_epoch(loss, tx, w["batch"]))
     xs, ys = jax.device_put(x), jax.device_put(y)
     params = init(jax.random.key(0))
     box = {"params": params, "opt_state": tx.init(params), "epoch": 0}

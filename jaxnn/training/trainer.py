@@ -263,7 +263,7 @@ class Trainer:
 
     def abstract_state(self, input_shape) -> TrainState:
         """The TrainState `init` would make, as `jax.ShapeDtypeStruct`s carrying their shardings; nothing computed."""
-        abstract = jax.eval_shape(self._init_fn(input_shape), jax.random.key(0))
+        _, abstract = self._compiled_init(input_shape)
         return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                       abstract, self.state_shardings(abstract))
 
@@ -282,6 +282,8 @@ class Trainer:
             raise ValueError(f"an ensemble (init with {len(keys)} keys) trains on one device; this Trainer's "
                              f"mesh has {self.mesh.size}")
         one_init, abstract = self._compiled_init(input_shape)
+        if self.per_example is not None:
+            refuse_model_state(abstract.model_state)
         if keys is None:
             return one_init(_as_key(key))
         # Members one by one with the one-model program (the values vmap would give; its compile is shared),
@@ -296,13 +298,12 @@ class Trainer:
         return state
 
     def _compiled_init(self, input_shape) -> tuple[Callable, TrainState]:
-        """The jitted one-model init for `input_shape` (made once per Trainer and shape) and its abstract state."""
+        """The jitted one-model init for `input_shape` and its abstract state (traced once per Trainer and shape;
+        the program compiles at its first call)."""
         shape_key = ("init", str(jax.tree_util.tree_map(lambda s: tuple(as_shape(s)), input_shape, is_leaf=is_shape)))
         if shape_key not in self._compiled_cache:
             init = self._init_fn(input_shape)
             abstract = jax.eval_shape(init, jax.random.key(0))
-            if self.per_example is not None:
-                refuse_model_state(abstract.model_state)
             self._compiled_cache[shape_key] = (jax.jit(init, out_shardings=self.state_shardings(abstract)), abstract)
         return self._compiled_cache[shape_key]
 
