@@ -53,7 +53,24 @@ def _read(fd: int) -> dict | None:
 def _describe(holder: dict | None) -> str:
     if holder is None:
         return "another run"
-    return f"pid {holder.get('pid')} on {holder.get('host')} (started {holder.get('started')})"
+    started = f" (started {holder['started']})" if holder.get("started") else ""
+    return f"pid {holder.get('pid')} on {holder.get('host')}{started}"
+
+
+def _flock_holder(fd: int) -> dict | None:
+    """The process holding a `flock` on `fd`'s file, from the kernel's /proc/locks: a holder that has not
+    written itself into the file yet (it took the lock without `claim`) is still named."""
+    stat = os.fstat(fd)
+    inode = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()  # id: FLOCK ADVISORY WRITE pid major:minor:inode start end
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode:
+                    return {"pid": int(fields[4]), "host": socket.gethostname()}
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def acquire(directory: str | os.PathLike, claim: bool = True) -> None:
@@ -87,7 +104,7 @@ def _lock(directory: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _read(fd)
+        holder = _read(fd) or _flock_holder(fd)
         os.close(fd)
         raise CheckpointLockedError(f"{directory} is in use by {_describe(holder)}: wait for that run to end, "
                                     "or use another workdir") from None

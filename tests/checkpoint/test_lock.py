@@ -15,12 +15,12 @@ from jaxnn.checkpoint import lock
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _holder(directory) -> subprocess.Popen:
+def _holder(directory, claim=True) -> subprocess.Popen:
     """A process that takes the lock, says so, and sleeps."""
     code = textwrap.dedent(f"""
         import time
         from jaxnn.checkpoint import lock
-        lock.acquire({str(directory)!r})
+        lock.acquire({str(directory)!r}, claim={claim!r})
         print("locked", flush=True)
         time.sleep(600)
     """)
@@ -30,8 +30,9 @@ def _holder(directory) -> subprocess.Popen:
     return proc
 
 
-def test_a_live_holder_refuses_a_second_run_in_one_line(tmp_path):
-    holder = _holder(tmp_path)
+@pytest.mark.parametrize("claim", [True, False])  # unclaimed: its file still empty, the kernel names it
+def test_a_live_holder_refuses_a_second_run_in_one_line(tmp_path, claim):
+    holder = _holder(tmp_path, claim)
     try:
         with pytest.raises(lock.CheckpointLockedError) as refused:
             lock.acquire(tmp_path)
