@@ -33,14 +33,15 @@ def is_late_callback(unraisable) -> bool:
 
 
 class UnretrievedOrbaxError(logging.Filter):
-    """Drops asyncio's "exception was never retrieved" for an exception raised inside orbax, or by the
-    tensorstore read or write under it (a C future: no orbax frame, its message names the tensorstore spec)."""
+    """Drops asyncio's "exception was never retrieved" for an exception raised inside orbax, or set by the
+    tensorstore read or write under it (a C future: no Python frame at all, whatever its message)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not (exc is not None and "exception was never retrieved" in record.getMessage()
-                    and ("tensorstore_spec" in str(exc)
-                         or any(_ORBAX in frame.filename for frame in traceback.extract_tb(exc.__traceback__))))
+        if exc is None or "exception was never retrieved" not in record.getMessage():
+            return True
+        frames = traceback.extract_tb(exc.__traceback__)
+        return not (not frames or any(_ORBAX in frame.filename for frame in frames))
 
 
 def install() -> None:
