@@ -50,14 +50,20 @@ def orbax_checkpointer(asynchronous: bool):
     """orbax's checkpointer for these checkpoints: uncompressed (zstd cost a third of a save's CPU for ~8%
     of float weights' bytes, bench/RESULTS.md); `asynchronous` writes after `save` returns. Its barriers
     name every process, so orbax syncs through the distributed service's barriers rather than a device
-    collective: saves start on a background thread while the training steps run theirs. A failed save or
-    restore prints no late errors of its operations still in flight (`late_errors`)."""
+    collective: saves start on a background thread while the training steps run theirs. Its array handler
+    writes neither a sharding file nor per-host array metadata: restore always targets the caller's
+    shardings and checks the fingerprints, and the two cost a third of a small state's save CPU
+    (bench/RESULTS.md). A failed save or restore prints no late errors of its operations still in flight
+    (`late_errors`)."""
     import orbax.checkpoint as ocp
 
     late_errors.install()
 
     processes = ocp.options.MultiprocessingOptions(active_processes=set(range(jax.process_count())))
-    handler = ocp.PyTreeCheckpointHandler(use_compression=False, multiprocessing_options=processes)
+    arrays = ocp.type_handlers.ArrayHandler(enable_write_sharding_file=False, array_metadata_store=None)
+    handler = ocp.PyTreeCheckpointHandler(
+        use_compression=False, multiprocessing_options=processes,
+        type_handler_registry=ocp.type_handlers.create_type_handler_registry((jax.Array, arrays)))
     if not asynchronous:
         return ocp.Checkpointer(handler, multiprocessing_options=processes)
     return ocp.AsyncCheckpointer(handler, multiprocessing_options=processes)
