@@ -112,7 +112,8 @@ def main(argv=None):
     print(f"one model   median {statistics.median(one):6.1f} s  (rounds: {', '.join(f'{t:.1f}' for t in one)})")
     print(f"{args.members} members  median {statistics.median(many):6.1f} s  "
           f"(rounds: {', '.join(f'{t:.1f}' for t in many)})")
-    print(f"ratio {args.members} members / one: {statistics.median(many) / statistics.median(one):.2f}")
+    print(f"ratio {args.members} members / one: {statistics.median(many) / statistics.median(one):.2f}  "
+          f"(median of the rounds' own ratios: {statistics.median(m / o for m, o in zip(many, one)):.2f})")
     hand_one, hand_many = hand_epochs(x[:48000], y[:48000], args.members, args.rounds)
     print(f"hand-written scan epoch (48,000 examples): one {hand_one:.2f} s, {args.members} vmapped {hand_many:.2f} s "
           f"(ratio {hand_many / hand_one:.2f}: the floor of the ratio above on this machine)")

@@ -15,7 +15,8 @@ MLP 784-100 sigmoid-10 with RMSprop at batch 32 ("seed", overhead-bound) and
 
 fit and hand_scan get the data placed on the device once, before the timings.
 Each timing is `--epochs` epochs after a warm-up; the four alternate within each
-round so that machine noise hits all alike; medians over `--rounds`. Also:
+round so that machine noise hits all alike; medians over `--rounds`, and the median of the
+rounds' own ratios (a slow episode of the machine spans a round, so it cancels in that one). Also:
 the compile time of fit's first call (K=1 and auto, fresh Trainers) and whether
 the K=1 and auto runs of one init give the same History and parameters bit for bit.
 `--ensemble`, `--per-example` and `--startup` add the figures of `bench/bench_ensemble.py`,
@@ -203,7 +204,8 @@ def throughput(name: str, x, y, rounds: int, epochs: int) -> None:
         print(f"{n:15s} median {rate:10,.0f} examples/s   (rounds: {', '.join(f'{r:,.0f}' for r in rates[n])})")
     for fit in ("fit_auto", "fit_k1"):
         for base in ("hand_plain", "hand_scan", "hand_scan_keras"):
-            print(f"ratio {fit} / {base}: {med[fit] / med[base]:.3f}")
+            paired = statistics.median(a / b for a, b in zip(rates[fit], rates[base]))
+            print(f"ratio {fit} / {base}: {med[fit] / med[base]:.3f}   (median of the rounds' own ratios: {paired:.3f})")
     print(f"compile (fit's first call minus a warm one): K=1 {compile_seconds(w, x, y, 1):.2f} s, "
           f"auto {compile_seconds(w, x, y, 'auto'):.2f} s")
     print(same_runs(w, x[:6400], y[:6400]))
