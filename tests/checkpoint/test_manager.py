@@ -63,7 +63,8 @@ def _named(root: pathlib.Path) -> dict[str, pathlib.Path]:
 
 def _file(named: dict[str, pathlib.Path], name: str) -> pathlib.Path:
     """The file `name` names; orbax's OCDBT writer splits the same arrays into a varying number of data
-    files (one per concurrent flush), so `d/#k` wraps around the data files this save wrote."""
+    files (one per concurrent flush), so `d/#k` wraps around the data files this save wrote (`#-1`: the
+    largest)."""
     if name in named or "/d/#" not in name:
         return named[name]
     folder, k = name.rsplit("#", 1)
@@ -72,7 +73,12 @@ def _file(named: dict[str, pathlib.Path], name: str) -> pathlib.Path:
 
 
 def _files(directory) -> list[str]:
-    return sorted(_named(pathlib.Path(_saved(directory, (20,)).path(20))))
+    """The names to damage: every file, but of each folder's data files only the smallest and the largest
+    (`#0`, `#-1`), whose count varies from save to save, so that the test ids do not."""
+    names = set()
+    for name in _named(pathlib.Path(_saved(directory, (20,)).path(20))):
+        names.update((name.rsplit("#", 1)[0] + "#0", name.rsplit("#", 1)[0] + "#-1") if "/d/#" in name else (name,))
+    return sorted(names)
 
 
 _MATRIX = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"jaxnn-matrix-{os.getpid()}"
