@@ -1,5 +1,6 @@
 """One checkpoint: exact round trip (keys, bfloat16, empty arrays), save_tree/load_tree, sealed metadata, tree
-mismatches named, non-finite states refused, older formats refused in one line, no unpickling."""
+mismatches named, non-finite states refused, older formats refused in one line, no unpickling, no orbax
+sharding file written (and checkpoints that have one still read)."""
 import json
 import pickle
 
@@ -35,6 +36,31 @@ def test_round_trip_is_exact_keys_dtypes_and_empty_arrays_included(tmp_path):
     flat = ckpt.load_tree(tmp_path / "c")
     assert list(flat) == list(ckpt.flatten(tree)) and all(isinstance(a, np.ndarray) for a in flat.values())
     assert np.signbit(flat["negzero"][0])
+
+
+def test_saves_write_no_sharding_file_and_still_read_checkpoints_that_have_one(tmp_path, monkeypatch):
+    """orbax's sharding file and per-host array metadata are not written (restore targets the caller's
+    shardings); checkpoints written with them, as before, restore exactly."""
+    import orbax.checkpoint as ocp
+
+    from jaxnn.checkpoint import store
+
+    tree = _tree()
+    ckpt.save_tree(tmp_path / "new", tree)
+    written = {p.name for p in (tmp_path / "new").rglob("*")}
+    assert "_sharding" not in written and "array_metadatas" not in written
+
+    def with_orbax_defaults(asynchronous):  # the handler as it was before: sharding file and array metadata
+        handler = ocp.PyTreeCheckpointHandler(use_compression=False)
+        return ocp.AsyncCheckpointer(handler) if asynchronous else ocp.Checkpointer(handler)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "orbax_checkpointer", with_orbax_defaults)
+        ckpt.save_tree(tmp_path / "old", tree)
+    written = {p.name for p in (tmp_path / "old").rglob("*")}
+    assert "_sharding" in written and "array_metadatas" in written
+    back = ckpt.load_tree(tmp_path / "old", tree)
+    assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(_same, tree, back)))
 
 
 def test_save_tree_replaces_and_load_tree_needs_a_checkpoint(tmp_path):
