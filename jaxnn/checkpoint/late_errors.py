@@ -41,7 +41,7 @@ class UnretrievedOrbaxError(logging.Filter):
         if exc is None or "exception was never retrieved" not in record.getMessage():
             return True
         frames = traceback.extract_tb(exc.__traceback__)
-        return not (not frames or any(_ORBAX in frame.filename for frame in frames))
+        return bool(frames) and not any(_ORBAX in frame.filename for frame in frames)
 
 
 def install() -> None:

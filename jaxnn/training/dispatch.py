@@ -33,7 +33,7 @@ AUTO_TARGET_S = 0.1  # the middle of the 50-200 ms a dispatch should take
 PROBE_STEPS = 8
 LOOP_PROBES = 3
 CLEARLY_SLOWER = 3.0  # a loop this much slower per step is slow (CPU convolutions: ~10x), not noise
-LONG_STEP_S = 0.02
+LONG_STEP_S = 0.02  # a one-step dispatch this long: the per-dispatch overhead is noise, no loop probe
 
 
 def check_steps_per_dispatch(value, field: str = "steps_per_dispatch"):

@@ -77,7 +77,8 @@ def _files(directory) -> list[str]:
     (`#0`, `#-1`), whose count varies from save to save, so that the test ids do not."""
     names = set()
     for name in _named(pathlib.Path(_saved(directory, (20,)).path(20))):
-        names.update((name.rsplit("#", 1)[0] + "#0", name.rsplit("#", 1)[0] + "#-1") if "/d/#" in name else (name,))
+        folder = name.rsplit("#", 1)[0]
+        names.update((folder + "#0", folder + "#-1") if "/d/#" in name else (name,))
     return sorted(names)
 
 
