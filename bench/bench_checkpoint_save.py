@@ -9,9 +9,11 @@ and finiteness on the device, the copy off the device, orbax's start) and the wa
 committed (orbax's background write, then meta.json), medians over `--saves` saves.
 
 "fraction": the seed config's fit (default checkpoint settings: a checkpoint at each epoch end, keep 3)
-with and without its ModelCheckpoint, alternating, `--runs` of each from the same initial state; prints
-each pair's ratio and the median ratio minus 1 (the checkpoints' cost as a fraction of training time), and
-the training thread's total time blocked in saves per run. The data are loaded once, before any timing.
+with and without its ModelCheckpoint, `--runs` pairs from the same initial state (which goes first
+alternates); prints each pair's ratio, the median ratio minus 1 (the checkpoints' cost as a fraction of
+training time) with the quartiles of the ratios, and the training thread's total time blocked in saves per
+run. A fit lasts about 1.5 s here and the machine's slow episodes move single fits by 10-50%: use 21 runs
+or more. The data are loaded once, before any timing.
 """
 from __future__ import annotations
 
@@ -99,13 +101,19 @@ def fraction(args) -> None:
     fit_seconds(config, experiment, trainer, state, xy, True)  # compile both paths before timing
     ratios = []
     for run in range(args.runs):
-        bare, _ = fit_seconds(config, experiment, trainer, state, xy, False)
-        with_ckpt, blocked = fit_seconds(config, experiment, trainer, state, xy, True)
+        if run % 2:  # alternate which goes first, so a drift within a pair favours neither
+            with_ckpt, blocked = fit_seconds(config, experiment, trainer, state, xy, True)
+            bare, _ = fit_seconds(config, experiment, trainer, state, xy, False)
+        else:
+            bare, _ = fit_seconds(config, experiment, trainer, state, xy, False)
+            with_ckpt, blocked = fit_seconds(config, experiment, trainer, state, xy, True)
         ratios.append(with_ckpt / bare)
         print(f"run {run + 1}: without {bare:.2f} s, with checkpoints {with_ckpt:.2f} s (ratio {ratios[-1]:.3f}); "
               f"blocked in saves {1e3 * blocked:.0f} ms ({100 * blocked / with_ckpt:.2f}% of the fit)")
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     print(f"checkpoint cost at default settings: {100 * (statistics.median(ratios) - 1):+.2f}% of training time "
-          f"(median of {args.runs} runs, {args.epochs} epochs, split {args.train_split})")
+          f"(median of {args.runs} runs, {args.epochs} epochs, split {args.train_split}; quartiles "
+          f"{100 * (quartiles[0] - 1):+.1f}% .. {100 * (quartiles[2] - 1):+.1f}%)")
 
 
 def saves(args) -> None:
@@ -134,7 +142,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("saves", "fraction"))
     parser.add_argument("--saves", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--train_split", default="train")
     args = parser.parse_args()

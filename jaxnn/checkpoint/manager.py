@@ -117,9 +117,11 @@ class CheckpointManager:
     def _write(self, path: str, arrays: dict, record: dict) -> None:
         """Background: orbax's save and commit of `arrays`, then (process 0) the sealed meta.json and pruning."""
         try:
-            self._checkpointer.save(os.path.join(path, store.ARRAYS_DIR), args=store.save_args(arrays))
-            self._checkpointer.wait_until_finished()
+            if arrays:
+                self._checkpointer.save(os.path.join(path, store.ARRAYS_DIR), args=store.save_args(arrays))
+                self._checkpointer.wait_until_finished()
             if store.is_primary():
+                os.makedirs(path, exist_ok=True)
                 store.write_meta(path, record)
                 self._prune()
         except Exception as e:  # orbax/tensorstore: OSError, ValueError, ... for a write that failed

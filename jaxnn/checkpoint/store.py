@@ -8,8 +8,11 @@
                              would not even read is found too), the caller's metadata, and a SHA-256 of
                              all of that (`checksum`).
 
-Arrays are stored as `a<i>` in the order of `meta.json`'s entries (PRNG keys as key data; arrays without
-elements, which orbax refuses, only as an entry). Restoring reads each array straight onto the sharding
+Arrays are stored as `a<i>` in the order of `meta.json`'s entries (PRNG keys as key data). Replicated arrays
+of at most `INLINE_BYTES` (scalars such as the step and the running totals, PRNG keys) are stored in their
+entry instead (`value`: their bytes in hex), as orbax's `aggregate` once stored scalars in its metadata
+file: each array orbax writes costs a save about 1.2 ms of CPU (bench/RESULTS.md). Arrays without
+elements, which orbax refuses, are only an entry. Restoring reads each array straight onto the sharding
 its target names, whatever mesh wrote it, then checks every fingerprint on the devices: orbax alone
 restored a flipped byte silently (DESIGN.md). No pickle anywhere.
 """
@@ -29,7 +32,8 @@ from jaxnn.checkpoint import late_errors
 from jaxnn.checkpoint.fingerprint import summarize
 from jaxnn.checkpoint.trees import CheckpointError, is_key, leaves, path_str
 
-FORMAT_VERSION = 4  # 4: orbax's sharded arrays + on-device fingerprints + sealed meta (1-3: host-packed, dropped)
+FORMAT_VERSION = 5  # 5: small arrays in meta.json; 4: all in orbax (still read); 1-3: host-packed, dropped
+INLINE_BYTES = 16
 META_FILE = "meta.json"
 ARRAYS_DIR = "arrays"
 
@@ -138,10 +142,13 @@ def prepare(tree, meta: dict | None = None) -> tuple[dict, dict]:
         raise NonFiniteStateError(f"{bad[0]} holds NaN or inf")
     entries, arrays = [], {}
     for i, ((path, x), fp) in enumerate(zip(flat.items(), prints)):
-        entries.append({"path": path, "shape": list(x.shape), "dtype": x.dtype.name, "fingerprint": fp,
-                        "sharding": _sharding_text(x)})
-        if x.size:
+        entry = {"path": path, "shape": list(x.shape), "dtype": x.dtype.name, "fingerprint": fp,
+                 "sharding": _sharding_text(x)}
+        if x.size and x.nbytes <= INLINE_BYTES and x.is_fully_replicated:
+            entry["value"] = np.asarray(x.addressable_data(0)).tobytes().hex()
+        elif x.size:
             arrays[f"a{i}"] = x
+        entries.append(entry)
     record = {"format": FORMAT_VERSION, "mesh": _mesh_text(flat.values()), "arrays": entries, **(meta or {})}
     return json.loads(_canonical(record)), arrays  # a copy: later changes to the caller's lists do not reach it
 
@@ -185,9 +192,12 @@ def read_meta(path: str | os.PathLike) -> dict:
     try:
         with open(os.path.join(path, META_FILE), "rb") as f:
             record = json.loads(f.read())
-        if record.get("format") in range(1, FORMAT_VERSION):
+        if record.get("format") in range(1, 4):
             raise CorruptCheckpointError(f"checkpoint {path} is in format {record['format']}, written by an older "
-                                         f"jaxnn; this one reads format {FORMAT_VERSION} only")
+                                         f"jaxnn; this one reads formats 4 and {FORMAT_VERSION}")
+        if record.get("format") not in (4, FORMAT_VERSION):
+            raise CorruptCheckpointError(f"checkpoint {path} is in format {record.get('format')!r}, unknown to this "
+                                         f"jaxnn (it reads formats 4 and {FORMAT_VERSION}): written by a newer one?")
         sealed = {k: v for k, v in record.items() if k != "checksum"}
         intact = seal(sealed)["checksum"] == record["checksum"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -221,6 +231,12 @@ def _zeros(t: jax.ShapeDtypeStruct) -> jax.Array:
     return jax.jit(lambda: jnp.zeros(t.shape, t.dtype), out_shardings=t.sharding)()
 
 
+def _inlined(entry: dict, t: jax.ShapeDtypeStruct) -> jax.Array:
+    """An array stored in its meta.json entry, placed on `t`'s sharding."""
+    value = np.frombuffer(bytes.fromhex(entry["value"]), jnp.dtype(entry["dtype"])).reshape(entry["shape"])
+    return jax.make_array_from_callback(t.shape, t.sharding, lambda index: value[index])
+
+
 def restore(path: str | os.PathLike, where, meta: dict | None = None) -> tuple[dict[str, jax.Array], dict]:
     """(path -> array placed by `where(entry)`, a ShapeDtypeStruct with sharding, and the metadata), every array's
     fingerprint checked on its devices; CorruptCheckpointError for anything that does not read back exactly."""
@@ -236,7 +252,8 @@ def restore(path: str | os.PathLike, where, meta: dict | None = None) -> tuple[d
             raise CorruptCheckpointError(f"checkpoint {path}: {entry['path']} is listed as {entry['shape']} "
                                          f"{entry['dtype']}, its target is {t.shape} {t.dtype}")
         want[f"a{i}"] = t
-    stored = {k: t for k, t in want.items() if np.prod(t.shape, dtype=np.int64)}
+    stored = {k: t for (k, t), e in zip(want.items(), entries)
+              if np.prod(t.shape, dtype=np.int64) and "value" not in e}
     _check_files(path, meta)
     try:
         restored = {}
@@ -244,10 +261,12 @@ def restore(path: str | os.PathLike, where, meta: dict | None = None) -> tuple[d
             args = ocp.args.PyTreeRestore(stored, restore_args=ocp.checkpoint_utils.construct_restore_args(stored))
             with orbax_checkpointer(asynchronous=False) as ckptr:
                 restored = ckptr.restore(os.path.join(path, ARRAYS_DIR), args=args)
+        inlined = {k: _inlined(e, t) for (k, t), e in zip(want.items(), entries) if "value" in e}
     except Exception as e:  # orbax/tensorstore raise many types for a damaged file
         raise CorruptCheckpointError(f"checkpoint {path} could not be read ({type(e).__name__}: "
                                      f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    arrays = [restored[k] if k in stored else _zeros(t) for k, t in want.items()]
+    found = {**restored, **inlined}
+    arrays = [found[k] if k in found else _zeros(t) for k, t in want.items()]
     if sorted(restored) != sorted(stored) or any(a.shape != t.shape for a, t in zip(arrays, want.values())):
         raise CorruptCheckpointError(f"checkpoint {path} does not hold the arrays its {META_FILE} lists")
     prints, _ = summarize(arrays)

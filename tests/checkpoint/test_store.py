@@ -1,6 +1,7 @@
 """One checkpoint: exact round trip (keys, bfloat16, empty arrays), save_tree/load_tree, sealed metadata, tree
-mismatches named, non-finite states refused, older formats refused in one line, no unpickling, no orbax
-sharding file written (and checkpoints that have one still read)."""
+mismatches named, non-finite states refused, other formats refused in one line, no unpickling, no orbax
+sharding file written (and checkpoints that have one still read), small arrays in meta.json (format 4's
+layout still read)."""
 import json
 import pickle
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxnn import checkpoint as ckpt
+from jaxnn.checkpoint import store
 
 
 def _tree(seed=0, hidden=4):
@@ -42,8 +44,6 @@ def test_saves_write_no_sharding_file_and_still_read_checkpoints_that_have_one(t
     """orbax's sharding file and per-host array metadata are not written (restore targets the caller's
     shardings); checkpoints written with them, as before, restore exactly."""
     import orbax.checkpoint as ocp
-
-    from jaxnn.checkpoint import store
 
     tree = _tree()
     ckpt.save_tree(tmp_path / "new", tree)
@@ -94,12 +94,54 @@ def test_an_edited_meta_json_is_detected(tmp_path, field, value):
         ckpt.read_meta(meta_file.parent)
 
 
-def test_a_checkpoint_of_an_older_format_is_refused_in_one_line(tmp_path):
-    (tmp_path / "old").mkdir()
-    record = {"format": 3, "arrays": []}
-    (tmp_path / "old" / "meta.json").write_text(json.dumps(record))
-    with pytest.raises(ckpt.CorruptCheckpointError, match="is in format 3, written by an older jaxnn; this one reads format 4 only"):
-        ckpt.load_tree(tmp_path / "old")
+@pytest.mark.parametrize("version,match", [
+    (3, "is in format 3, written by an older jaxnn; this one reads formats 4 and 5"),
+    (6, "is in format 6, unknown to this jaxnn"),
+])
+def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, version, match):
+    (tmp_path / "c").mkdir()
+    record = store.seal({"format": version, "arrays": []}) if version > 3 else {"format": version, "arrays": []}
+    (tmp_path / "c" / "meta.json").write_text(json.dumps(record))
+    with pytest.raises(ckpt.CorruptCheckpointError, match=match):
+        ckpt.load_tree(tmp_path / "c")
+
+
+def test_small_replicated_arrays_are_stored_in_meta_json_and_the_rest_by_orbax(tmp_path):
+    """Scalars, keys and other arrays of at most 16 bytes skip orbax (each array it writes costs a save CPU)."""
+    tree = _tree()
+    tree["negzero"] = jnp.asarray([-0.0, 0.0])
+    ckpt.save_tree(tmp_path / "c", tree)
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    inline = {e["path"] for e in meta["arrays"] if "value" in e}
+    assert inline == {"step", "key", "opt/0", "opt/1/count", "params/dense/bias", "negzero"}
+    import orbax.checkpoint as ocp
+
+    in_orbax = ocp.PyTreeCheckpointer().metadata(tmp_path / "c" / "arrays").item_metadata.tree
+    assert sorted(in_orbax) == [f"a{[e['path'] for e in meta['arrays']].index('params/dense/kernel')}"]
+    assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(_same, tree, ckpt.load_tree(tmp_path / "c", tree))))
+
+
+def test_checkpoints_of_format_4_with_every_array_in_orbax_still_restore(tmp_path, monkeypatch):
+    tree = _tree()
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "INLINE_BYTES", 0)
+        patch.setattr(store, "FORMAT_VERSION", 4)
+        ckpt.save_tree(tmp_path / "old", tree)
+    meta = json.loads((tmp_path / "old" / "meta.json").read_text())
+    assert meta["format"] == 4 and not any("value" in e for e in meta["arrays"])
+    assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(_same, tree, ckpt.load_tree(tmp_path / "old", tree))))
+
+
+def test_an_altered_value_in_meta_json_is_caught_by_its_fingerprint(tmp_path):
+    """Resealed after the edit (so the checksum passes): the on-device fingerprint still finds it."""
+    ckpt.save_tree(tmp_path / "c", _tree())
+    meta_file = tmp_path / "c" / "meta.json"
+    meta = {k: v for k, v in json.loads(meta_file.read_text()).items() if k != "checksum"}
+    step = next(e for e in meta["arrays"] if e["path"] == "step")
+    step["value"] = np.int32(8).tobytes().hex()
+    meta_file.write_text(json.dumps(store.seal(meta)))
+    with pytest.raises(ckpt.CorruptCheckpointError, match="step does not match its fingerprint"):
+        ckpt.load_tree(tmp_path / "c", _tree())
 
 
 @pytest.mark.parametrize("like,match", [
