@@ -16,7 +16,7 @@ from jaxnn.checkpoint import store
 
 def _tree(seed=0, hidden=4):
     rng = np.random.default_rng(seed)
-    return {"params": {"dense": {"kernel": jnp.asarray(rng.normal(size=(3, hidden)), jnp.float32),
+    return {"params": {"dense": {"kernel": jnp.asarray(rng.normal(size=(300, hidden)), jnp.float32),
                                  "bias": jnp.zeros(hidden, jnp.bfloat16)}},
             "step": jnp.int32(7), "key": jax.random.key(seed), "opt": (jnp.ones(2), {"count": jnp.int32(1)}),
             "none": jnp.zeros((0, 4), jnp.bfloat16)}
@@ -78,7 +78,7 @@ def test_metadata_records_fingerprints_shardings_and_a_checksum(tmp_path):
     assert meta["format"] == ckpt.FORMAT_VERSION and len(meta["checksum"]) == 64
     kernel = next(e for e in meta["arrays"] if e["path"] == "params/dense/kernel")
     assert kernel["fingerprint"] == ckpt.summarize([_tree()["params"]["dense"]["kernel"]])[0][0]
-    assert kernel["shape"] == [3, 4] and kernel["dtype"] == "float32"
+    assert kernel["shape"] == [300, 4] and kernel["dtype"] == "float32"
 
 
 @pytest.mark.parametrize("field,value", [("step", 8), ("note", "other"), ("arrays", [])])
@@ -107,7 +107,7 @@ def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, version
 
 
 def test_small_replicated_arrays_are_stored_in_meta_json_and_the_rest_by_orbax(tmp_path):
-    """Scalars, keys and other arrays of at most 16 bytes skip orbax (each array it writes costs a save CPU)."""
+    """Scalars, keys and other arrays of at most 1 KiB skip orbax (each array it writes costs a save CPU)."""
     tree = _tree()
     tree["negzero"] = jnp.asarray([-0.0, 0.0])
     ckpt.save_tree(tmp_path / "c", tree)
