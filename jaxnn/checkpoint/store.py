@@ -8,13 +8,13 @@
                              would not even read is found too), the caller's metadata, and a SHA-256 of
                              all of that (`checksum`).
 
-Arrays are stored as `a<i>` in the order of `meta.json`'s entries (PRNG keys as key data). Replicated arrays
-of at most `INLINE_BYTES` (the step, optimizer counters, PRNG keys, running totals, small biases) are
-stored in their entry instead (`value`: their bytes in hex), as orbax's `aggregate` once stored scalars in
-its metadata file: each array orbax writes costs a save about 1.2 ms of CPU (bench/RESULTS.md). Arrays
-without elements, which orbax refuses, are only an entry. Restoring reads each array straight onto the sharding
-its target names, whatever mesh wrote it, then checks every fingerprint on the devices: orbax alone
-restored a flipped byte silently (DESIGN.md). No pickle anywhere.
+Arrays are stored as `a<i>` in the order of `meta.json`'s entries (PRNG keys as key data). Replicated
+arrays of at most `INLINE_BYTES` (the step, optimizer counters, PRNG keys, running totals, small biases)
+are stored in their entry instead (`value`: their bytes in hex), as orbax's `aggregate` once stored
+scalars in its metadata file: each array orbax writes costs a save about 1.2 ms of CPU (bench/RESULTS.md).
+Arrays without elements, which orbax refuses, are only an entry. Restoring reads each array straight onto
+the sharding its target names, whatever mesh wrote it, then checks every fingerprint on the devices:
+orbax alone restored a flipped byte silently (DESIGN.md). No pickle anywhere.
 """
 from __future__ import annotations
 

@@ -108,14 +108,14 @@ def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, version
 
 def test_small_replicated_arrays_are_stored_in_meta_json_and_the_rest_by_orbax(tmp_path):
     """Scalars, keys and other arrays of at most 1 KiB skip orbax (each array it writes costs a save CPU)."""
+    import orbax.checkpoint as ocp
+
     tree = _tree()
     tree["negzero"] = jnp.asarray([-0.0, 0.0])
     ckpt.save_tree(tmp_path / "c", tree)
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
     inline = {e["path"] for e in meta["arrays"] if "value" in e}
     assert inline == {"step", "key", "opt/0", "opt/1/count", "params/dense/bias", "negzero"}
-    import orbax.checkpoint as ocp
-
     in_orbax = ocp.PyTreeCheckpointer().metadata(tmp_path / "c" / "arrays").item_metadata.tree
     assert sorted(in_orbax) == [f"a{[e['path'] for e in meta['arrays']].index('params/dense/kernel')}"]
     assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(_same, tree, ckpt.load_tree(tmp_path / "c", tree))))
