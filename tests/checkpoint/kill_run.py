@@ -46,7 +46,7 @@ elif kind == "prune":
 elif kind == "final":  # save_tree has written .tmp-final whole and is about to replace final with it
     store.remove = killing(store.remove, lambda path: os.path.basename(path) == "final", rename_first=False)
 
-trainer = classifier(hidden=256)  # kernels over store.INLINE_BYTES: orbax writes them, so it can be killed inside
+trainer = classifier(hidden=1024)  # kernels over store.INLINE_BYTES: orbax writes them, so it can be killed inside
 x, y = blobs()
 callbacks = [EarlyStopping(patience=3, restore_best_weights=True), ReduceLROnPlateau(patience=1, factor=0.5),
              ModelCheckpoint(os.path.join(workdir, "checkpoints"), every_steps=3, keep=2, print_fn=None)]

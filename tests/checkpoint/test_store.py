@@ -107,7 +107,7 @@ def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, version
 
 
 def test_small_replicated_arrays_are_stored_in_meta_json_and_the_rest_by_orbax(tmp_path):
-    """Scalars, keys and other arrays of at most 1 KiB skip orbax (each array it writes costs a save CPU)."""
+    """Scalars, keys and other arrays of at most 4 KiB skip orbax (each array it writes costs a save CPU)."""
     import orbax.checkpoint as ocp
 
     tree = _tree()
