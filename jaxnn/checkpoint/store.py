@@ -9,8 +9,8 @@
                              all of that (`checksum`).
 
 Arrays are stored as `a<i>` in the order of `meta.json`'s entries (PRNG keys as key data). Replicated
-arrays of at most `INLINE_BYTES` (the step, optimizer counters, PRNG keys, running totals, small biases)
-are stored in their entry instead (`value`: their bytes in hex), as orbax's `aggregate` once stored
+arrays of at most `INLINE_BYTES` (the step, optimizer counters, PRNG keys, running totals, biases, small
+kernels) are stored in their entry instead (`value`: their bytes in hex), as orbax's `aggregate` once stored
 scalars in its metadata file: each array orbax writes costs a save about 1.2 ms of CPU (bench/RESULTS.md).
 Arrays without elements, which orbax refuses, are only an entry. Restoring reads each array straight onto
 the sharding its target names, whatever mesh wrote it, then checks every fingerprint on the devices:
