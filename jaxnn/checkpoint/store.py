@@ -33,6 +33,7 @@ from jaxnn.checkpoint.fingerprint import summarize
 from jaxnn.checkpoint.trees import CheckpointError, is_key, leaves, path_str
 
 FORMAT_VERSION = 5  # 5: small arrays in meta.json; 4: all in orbax (still read); 1-3: host-packed, dropped
+READ_FORMATS = (4, FORMAT_VERSION)
 INLINE_BYTES = 4096  # a page: orbax spends ~1.2 ms of CPU per array it writes, meta.json microseconds
 META_FILE = "meta.json"
 ARRAYS_DIR = "arrays"
@@ -140,12 +141,14 @@ def prepare(tree, meta: dict | None = None) -> tuple[dict, dict]:
     bad = [p for p, ok in zip(flat, finite) if not ok]
     if bad:
         raise NonFiniteStateError(f"{bad[0]} holds NaN or inf")
+    inline = [p for p, x in flat.items() if x.size and x.nbytes <= INLINE_BYTES and x.is_fully_replicated]
+    values = dict(zip(inline, jax.device_get([flat[p].addressable_data(0) for p in inline])))  # one fetch
     entries, arrays = [], {}
     for i, ((path, x), fp) in enumerate(zip(flat.items(), prints)):
         entry = {"path": path, "shape": list(x.shape), "dtype": x.dtype.name, "fingerprint": fp,
                  "sharding": _sharding_text(x)}
-        if x.size and x.nbytes <= INLINE_BYTES and x.is_fully_replicated:
-            entry["value"] = np.asarray(x.addressable_data(0)).tobytes().hex()
+        if path in values:
+            entry["value"] = np.asarray(values[path]).tobytes().hex()
         elif x.size:
             arrays[f"a{i}"] = x
         entries.append(entry)
@@ -192,12 +195,13 @@ def read_meta(path: str | os.PathLike) -> dict:
     try:
         with open(os.path.join(path, META_FILE), "rb") as f:
             record = json.loads(f.read())
-        if record.get("format") in range(1, 4):
-            raise CorruptCheckpointError(f"checkpoint {path} is in format {record['format']}, written by an older "
-                                         f"jaxnn; this one reads formats 4 and {FORMAT_VERSION}")
-        if record.get("format") not in (4, FORMAT_VERSION):
-            raise CorruptCheckpointError(f"checkpoint {path} is in format {record.get('format')!r}, unknown to this "
-                                         f"jaxnn (it reads formats 4 and {FORMAT_VERSION}): written by a newer one?")
+        version, readable = record.get("format"), " and ".join(map(str, READ_FORMATS))
+        if version in range(1, READ_FORMATS[0]):
+            raise CorruptCheckpointError(f"checkpoint {path} is in format {version}, written by an older jaxnn; "
+                                         f"this one reads formats {readable}")
+        if version not in READ_FORMATS:
+            raise CorruptCheckpointError(f"checkpoint {path} is in format {version!r}, unknown to this jaxnn (it "
+                                         f"reads formats {readable}): written by a newer one?")
         sealed = {k: v for k, v in record.items() if k != "checksum"}
         intact = seal(sealed)["checksum"] == record["checksum"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
