@@ -123,8 +123,9 @@ class Run:
         For an ensemble: the first member that is not."""
         if self.members is None:
             return decode_guard(self.guard, self.totals, self.step, self.epoch)
+        guard, totals = jax.device_get((self.guard, self.totals))  # sliced on the host: no program per slice
         for m in range(self.members):
-            found = decode_guard(members.member(self.guard, m), members.member(self.totals, m), self.step, self.epoch)
+            found = decode_guard(members.member(guard, m), members.member(totals, m), self.step, self.epoch)
             if found is not None:
                 return dataclasses.replace(found, member=m)
         return None

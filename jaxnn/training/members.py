@@ -60,14 +60,26 @@ def member(tree, m: int):
     return jax.tree_util.tree_map(take, tree)
 
 
+def member_spec(tree):
+    """The shapes and dtypes of one member's slice of `tree` (`jax.ShapeDtypeStruct`s; nothing computed)."""
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype), tree)
+
+
+@jax.jit
+def stack(trees: list):
+    """The members' trees stacked along a new leading member axis, as one program (compiled once per tree
+    layout and process, where stacking leaf by leaf compiles one program per leaf shape)."""
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
 def each_member(fn, tree, members: int) -> list:
     """`fn` of each member's slice of `tree` (e.g. the metrics of each member's statistics)."""
     return [fn(member(tree, m)) for m in range(members)]
 
 
 def broadcast(tree, members: int):
-    """`tree` repeated along a new leading member axis."""
-    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (members, *jnp.shape(a))), tree)
+    """`tree` (small: statistics, flags) repeated along a new leading member axis, on the host."""
+    return jax.tree_util.tree_map(lambda a: np.broadcast_to(np.asarray(a), (members, *np.shape(a))), tree)
 
 
 def mean_logs(logs: Sequence[Mapping[str, float]]) -> dict[str, float]:

@@ -79,19 +79,29 @@ def fit_programs(trainer, shardings, count: int | None) -> FitPrograms:
                 in_shardings=(keyless, shardings.key, *[rep] * 7), out_shardings=out))
 
 
+# Batches one evaluation call adds up: a validation pass at a small training batch size (375 batches of 32
+# for the seed config) then takes a few dispatches instead of one per batch.
+EVAL_BATCHES_PER_DISPATCH = 128
+
+
 def eval_program(trainer, shardings, count: int | None) -> Callable:
-    """`(params, model_state, totals, data, index, batch_size) -> totals`: batch `index` of `data` added."""
+    """`(params, model_state, totals, data, start, count, batch_size) -> totals`: batches `start, ...,
+    start + count - 1` of `data` added in order (the same sums as one call per batch); the count is a
+    traced loop bound, so every length runs one program."""
     eval_step = trainer._make_eval_step()
     if count is not None:
         eval_step = jax.vmap(eval_step, in_axes=(0, 0, None))
 
-    def eval_chunk(params, model_state, totals, data, index, batch_size):
-        stats = eval_step(params, model_state, trainer._rows(slice_batch(data, index * batch_size, batch_size)))
-        return jax.tree_util.tree_map(jnp.add, totals, stats)
+    def eval_chunk(params, model_state, totals, data, start, count, batch_size):
+        def add_batch(index, totals):
+            batch = trainer._rows(slice_batch(data, index * batch_size, batch_size))
+            return jax.tree_util.tree_map(jnp.add, totals, eval_step(params, model_state, batch))
+
+        return jax.lax.fori_loop(start, start + count, add_batch, totals)
 
     rep = trainer._replicated
-    return jax.jit(eval_chunk, static_argnums=5,
-                   in_shardings=(shardings.params, shardings.model_state, rep, rep, rep), out_shardings=rep)
+    return jax.jit(eval_chunk, static_argnums=6,
+                   in_shardings=(shardings.params, shardings.model_state, rep, rep, rep, rep), out_shardings=rep)
 
 
 def predict_program(trainer, shardings, count: int | None) -> Callable:

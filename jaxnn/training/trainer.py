@@ -57,7 +57,8 @@ from jaxnn.training.guard import fresh_guard
 from jaxnn.training.history import History
 from jaxnn.training.inputs import check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, StepsInFlight, fit_loop
-from jaxnn.training.members import as_member_keys, broadcast, each_member, member, member_count, set_hyperparams
+from jaxnn.training.members import (as_member_keys, broadcast, each_member, member_count, member_spec,
+                                    set_hyperparams, stack)
 from jaxnn.training.per_example import (HISTOGRAM_KEY, PerExample, as_per_example, refuse_model_state,
                                         zero_histogram)
 from jaxnn.training.precision import LossScale, get_policy
@@ -287,9 +288,8 @@ class Trainer:
         if keys is None:
             return one_init(_as_key(key))
         # Members one by one with the one-model program (the values vmap would give; its compile is shared),
-        # then stacked: an ensemble's init compiles nothing of its own.
-        members = [one_init(k) for k in keys]
-        stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *members)
+        # then stacked: an ensemble's init compiles only the small stacking program.
+        stacked = stack([one_init(k) for k in keys])
         shardings = self.state_shardings(jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct((len(keys), *a.shape), a.dtype), abstract))
         state = jax.device_put(stacked, shardings)
@@ -310,7 +310,7 @@ class Trainer:
     def output_spec(self, state: TrainState, x) -> jax.ShapeDtypeStruct:
         """Shape of the model's output for inputs like `x`; a mismatch raises naming the layer."""
         if member_count(state) is not None:
-            state = member(state, 0)
+            state = member_spec(state)
         spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), jnp.float32), x)
         try:
             return jax.eval_shape(lambda p, s, xb: self.model.apply(p, xb, state=s)[0],
@@ -380,10 +380,10 @@ class Trainer:
         eval_step = self._make_eval_step()
         params, model_state = state.params, state.model_state
         if member_count(state) is not None:
-            params, model_state = member((params, model_state), 0)
+            params, model_state = member_spec((params, model_state))
         shapes = jax.eval_shape(lambda p, s, d: eval_step(p, s, programs.slice_batch(d, 0, batch_size)),
                                 params, model_state, data)
-        zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)  # host: no program per shape
         if train and self.per_example is not None and self.per_example.quantiles:
             zeros[HISTOGRAM_KEY] = zero_histogram()
         if (count := member_count(state)) is not None:
@@ -405,8 +405,9 @@ class Trainer:
     def _evaluate_padded(self, state, data, num_batches, batch_size) -> dict[str, float] | list[dict]:
         totals = self._zero_stats(state, data, batch_size)
         eval_chunk, in_flight = self._compiled("eval", state), StepsInFlight()
-        for i in range(num_batches):
-            totals = eval_chunk(state.params, state.model_state, totals, data, i, batch_size)
+        for start in range(0, num_batches, programs.EVAL_BATCHES_PER_DISPATCH):
+            count = min(programs.EVAL_BATCHES_PER_DISPATCH, num_batches - start)
+            totals = eval_chunk(state.params, state.model_state, totals, data, start, count, batch_size)
             in_flight.push(totals)
         totals = jax.device_get(totals)
         if (count := member_count(state)) is not None:
@@ -539,7 +540,7 @@ class Trainer:
         count = member_count(state)
         guard = {}
         if self.check_finite:
-            guard = fresh_guard(state.params if count is None else member(state.params, 0))
+            guard = fresh_guard(state.params if count is None else member_spec(state.params))
             guard = jax.device_put(guard if count is None else broadcast(guard, count), self._replicated)
         run = Run(state=state, history=History(members=None if count is None else [History() for _ in range(count)]),
                   epochs=epochs, steps_per_epoch=steps_per_epoch, epoch=initial_epoch,
