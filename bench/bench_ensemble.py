@@ -1,6 +1,6 @@
 """vmap ensembles: M seed models of the seed config in one jitted step against one model, on Fashion-MNIST.
 
-    python bench/bench_ensemble.py [--members 8] [--epochs 5] [--rounds 3] [--conv-steps 20]
+    python bench/bench_ensemble.py [--members 8] [--epochs 5] [--rounds 3] [--conv-steps 20] [--train-py-rounds 3]
 
 Prints:
   - wall time of `fit` for one model and for `--members` members at once (the seed
@@ -12,13 +12,21 @@ Prints:
     members, each with its own order): what this machine allows once the step is compute-bound;
   - for the CNN of configs/fashion_mnist_cnn.py, the train step of 4 members by
     `jax.vmap` against `lax.map` over the members (median step time), which says
-    which of the two an ensemble of convolutions should use on this backend.
+    which of the two an ensemble of convolutions should use on this backend;
+  - the same comparison as a user makes it: `train.py` on configs/fashion_mnist_seed.py against
+    configs/fashion_mnist_seed_ensemble.py (`--members` seeds; train.py's callbacks on), each a fresh process
+    after one warm-up run of each (the compilation and array caches filled): the whole process's wall time
+    and `train_seconds` (the time inside fit) from results.json, medians of `--train-py-rounds` alternated rounds.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -92,12 +100,49 @@ def hand_epochs(x, y, members: int, rounds: int) -> tuple[float, float]:
     return statistics.median(times["one"][1:]), statistics.median(times["many"][1:])
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train_py(config: str, *overrides: str) -> tuple[float, float]:
+    """(wall seconds of the whole process, results.json's train_seconds) of one `train.py --config config` run."""
+    with tempfile.TemporaryDirectory(prefix="jaxnn-bench-ensemble-") as tmp:
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "train.py", "--config", config, "--workdir", tmp + "/run",
+                               *overrides], cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if proc.returncode:
+            sys.exit(f"train.py --config {config} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        with open(os.path.join(tmp, "run", "results.json")) as f:
+            return wall, json.load(f)["train_seconds"]
+
+
+def train_py_ratios(rounds: int, members: int) -> None:
+    """Prints the whole-process and in-fit ratios of train.py's ensemble config (`members` seeds) to the seed
+    config's."""
+    commands = {"one": ("configs/fashion_mnist_seed.py",),
+                "members": ("configs/fashion_mnist_seed_ensemble.py", f"--config.sweep.seeds={members}")}
+    for command in commands.values():
+        train_py(*command)  # warm-up: fills the array cache and the compilation cache
+    runs = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, command in commands.items():
+            runs[name].append(train_py(*command))
+    print(f"\n## train.py, the seed config against its {members}-member ensemble config, {rounds} rounds "
+          f"(fresh processes)")
+    for i, what in enumerate(("whole process", "train_seconds (inside fit)")):
+        one, many = ([r[i] for r in runs[name]] for name in commands)
+        print(f"{what:27s} one {statistics.median(one):5.1f} s  {members} members {statistics.median(many):5.1f} s  "
+              f"ratio {statistics.median(many) / statistics.median(one):.2f}  (rounds: "
+              f"{', '.join(f'{o:.1f}/{m:.1f}' for o, m in zip(one, many))})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--conv-steps", type=int, default=20)
+    parser.add_argument("--train-py-rounds", type=int, default=3, help="0: skip the train.py comparison")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     (x, y), (x_test, y_test) = load_splits("fashion_mnist", ["train", "test"])
     seeds = list(range(args.members))
@@ -134,6 +179,8 @@ def main(argv=None):
     conv = conv_members(4, args.conv_steps)
     print(f"CNN train step of 4 members: vmap {conv['vmap'] * 1e3:.0f} ms, lax.map {conv['lax.map'] * 1e3:.0f} ms "
           f"(vmap / lax.map {conv['vmap'] / conv['lax.map']:.2f})")
+    if args.train_py_rounds:
+        train_py_ratios(args.train_py_rounds, args.members)
 
 
 if __name__ == "__main__":

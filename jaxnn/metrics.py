@@ -39,8 +39,10 @@ def _mean_stats(values, weights):
 
 
 def _safe_div(num, den):
-    """num / den, 0 where den is 0 (Keras's divide_no_nan)."""
-    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+    """num / den, 0 where den is 0 (Keras's divide_no_nan). Host statistics (numpy, as the fit loop reads
+    them) are divided by numpy, the same IEEE float32 division, without a device dispatch per operation."""
+    xp = np if isinstance(num, np.ndarray | np.generic) and isinstance(den, np.ndarray | np.generic) else jnp
+    return xp.where(den > 0, num / xp.where(den > 0, den, 1.0), 0.0)
 
 
 def _mean_result(stats):
