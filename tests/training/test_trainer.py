@@ -63,10 +63,11 @@ def test_evaluate_counts_every_example_once_whatever_the_batch_size():
     assert probs.shape == (203, 3)
     ref_loss = float(np.mean(-np.log(np.clip(probs[np.arange(203), y], 1e-7, 1 - 1e-7))))
     ref_acc = float(np.mean(probs.argmax(1) == y))
-    for batch_size in (1, 7, 64, 500):
+    for batch_size in (1, 7, 64, 500):  # batch 1: 203 batches, in two calls of 128 and 75
         got = trainer.evaluate(state, x, y, batch_size=batch_size)
         assert got["accuracy"] == pytest.approx(ref_acc, abs=1e-6)
         assert got["loss"] == pytest.approx(ref_loss, rel=1e-5)
+    assert trainer._compiled("eval", state)._cache_size() == 4  # one program per batch size, whatever the count
     np.testing.assert_array_equal(trainer.predict_classes(state, x), probs.argmax(1))
 
 
