@@ -118,8 +118,9 @@ def norm_histogram(norms, weights=None) -> jax.Array:
     return jnp.zeros(NORM_BINS, jnp.float32).at[index].add(counts)
 
 
-def zero_histogram() -> jax.Array:
-    return jnp.zeros(NORM_BINS, jnp.float32)
+def zero_histogram() -> np.ndarray:
+    """An epoch's starting histogram, on the host as the other zero statistics are."""
+    return np.zeros(NORM_BINS, np.float32)
 
 
 def norm_quantiles(counts) -> dict[str, float]:

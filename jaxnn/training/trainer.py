@@ -406,8 +406,8 @@ class Trainer:
         totals = self._zero_stats(state, data, batch_size)
         eval_chunk, in_flight = self._compiled("eval", state), StepsInFlight()
         for start in range(0, num_batches, programs.EVAL_BATCHES_PER_DISPATCH):
-            count = min(programs.EVAL_BATCHES_PER_DISPATCH, num_batches - start)
-            totals = eval_chunk(state.params, state.model_state, totals, data, start, count, batch_size)
+            batches = min(programs.EVAL_BATCHES_PER_DISPATCH, num_batches - start)
+            totals = eval_chunk(state.params, state.model_state, totals, data, start, batches, batch_size)
             in_flight.push(totals)
         totals = jax.device_get(totals)
         if (count := member_count(state)) is not None:
