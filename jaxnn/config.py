@@ -66,6 +66,10 @@ DISTRIBUTED_DEFAULTS = dict(initialization_timeout_s=300.0, heartbeat_timeout_s=
 _NOT_FINGERPRINTED = {"eval": None, "checkpoint": None, "mesh": None, "distributed": None,
                       "train": ("log_every_steps", "steps_per_dispatch", "tensorboard", "histogram_freq"),
                       "dataset": ("data_dir", "in_memory", "max_in_memory_gb")}
+# The run length the optimizer is checked for before the data (and so the real length) is known.
+NOMINAL_STEPS = 2**31 - 1
+# The seeds jax.random.key takes (a sweep's members use seed, seed + 1, ...).
+SEEDS = (-2**63, 2**63 - 1)
 SECTIONS = ("task", "seed", "dataset", "model", "loss", "optimizer", "train", "eval", "checkpoint", "mesh",
             "distributed", "sweep")
 REQUIRED_SECTIONS = ("dataset", "model", "loss", "optimizer", "train")  # the others have defaults
@@ -299,20 +303,35 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     validation.positive_int("checkpoint.keep", checkpoint["keep"])
     _check_monitors(train, checkpoint, metric_names)
     model = build_model(section(config, "model"), info.num_classes)
-    optimizer = functools.partial(build_optimizer, section(config, "optimizer"))
-    optimizer(2**31 - 1)
+    optimizer_section = section(config, "optimizer")
+    build_optimizer(optimizer_section, NOMINAL_STEPS)
     loss_fn = build_loss(section(config, "loss"))
     params = check_fit(model, loss_fn, info)  # a model that does not fit the data fails before any data is read
     _check_per_example(train["per_example"], model, info)
     distributed.state_shardings({"params": params}, mesh, sharding["sharding_rules"], sharding["min_shard_bytes"])
-    seed = config.get("seed", 0)
-    validation.integer("seed", seed)
     sweep_cfg, members = sweep.sweep_options(config), ()
+    seed = config.get("seed", 0)
+    highest = SEEDS[1] - (sweep_cfg["seeds"] - 1)  # a sweep's members take seed, seed + 1, ...
+    validation.require("seed", seed, validation.is_int(seed) and SEEDS[0] <= seed <= highest,
+                       f"an integer in [{SEEDS[0]}, {highest}]")
+    if train["reduce_lr_on_plateau"]["enabled"] or sweep.hyperparams(sweep_cfg):
+        # A bare constant schedule is the plain rate: left out, the rate is settable (per member, by the callback).
+        optimizer_section = optimizers.without_constant_schedule(optimizer_section)
+    if train["reduce_lr_on_plateau"]["enabled"]:
+        settable = optimizers.settable_hyperparams(jax.eval_shape(
+            build_optimizer(optimizer_section, NOMINAL_STEPS).init, params))
+        validation.require("train.reduce_lr_on_plateau.enabled", True, "learning_rate" in settable,
+                           "False when the learning rate follows a schedule (optimizer.schedule "
+                           f"{optimizer_section.get('schedule')!r}): the callback sets a constant rate")
     if sweep.is_sweep(sweep_cfg):
         validation.require("train.per_example.list_largest", train["per_example"]["list_largest"],
                            not train["per_example"]["list_largest"], "0 with a sweep (it lists one model's examples)")
-        shared = sweep.check_sweep(sweep_cfg, section(config, "optimizer"), build_optimizer, params, mesh)
-        optimizer, members = functools.partial(build_optimizer, shared), tuple(sweep.members(sweep_cfg, seed))
+        validation.require("dataset.in_memory", dataset.get("in_memory", True), dataset.get("in_memory", True) is True,
+                           "True with a sweep (an ensemble trains from arrays in memory, not a stream)")
+        sweep.check_sweep(sweep_cfg, optimizer_section, functools.partial(build_optimizer, total_steps=NOMINAL_STEPS),
+                          params, mesh)
+        members = tuple(sweep.members(sweep_cfg, seed))
+    optimizer = functools.partial(build_optimizer, optimizer_section)
     return Experiment(model=model, loss=loss_fn, optimizer=optimizer, metrics=metric_names, data_spec=info,
                       dataset=dataset, train=train, eval=eval_cfg, checkpoint=checkpoint, seed=seed, mesh=mesh,
                       sharding=sharding, distributed=options, members=members)

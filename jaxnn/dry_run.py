@@ -14,9 +14,10 @@ import time
 import jax
 import ml_collections
 
-from jaxnn.config import build
+from jaxnn.config import NOMINAL_STEPS, build
 from jaxnn.models import summary
 from jaxnn.tasks.classify import build_trainer
+from jaxnn.training.members import member_spec
 from jaxnn.validation import positive_number
 
 GIB = 2**30
@@ -30,10 +31,12 @@ def dry_run(config: ml_collections.ConfigDict, *, device_memory_gb: float | None
     """
     experiment = build(config)
     spec, batch_size = experiment.data_spec, experiment.train["batch_size"]
-    trainer = build_trainer(experiment, total_steps=1)  # the schedules' length changes no shape
-    state = trainer.abstract_state(spec.input_shape)
-    batch = {"inputs": jax.ShapeDtypeStruct((batch_size, *spec.input_shape), spec.input_dtype),
-             "targets": jax.ShapeDtypeStruct((batch_size, *spec.target_shape), spec.target_dtype)}
+    trainer = build_trainer(experiment, total_steps=NOMINAL_STEPS)  # the schedules' length changes no shape
+    members = len(experiment.members) or None  # a sweep: all members' step, each with its own batch
+    state = trainer.abstract_state(spec.input_shape, members)
+    lead = (members, batch_size) if members else (batch_size,)
+    batch = {"inputs": jax.ShapeDtypeStruct((*lead, *spec.input_shape), spec.input_dtype),
+             "targets": jax.ShapeDtypeStruct((*lead, *spec.target_shape), spec.target_dtype)}
     started = time.perf_counter()
     compiled = trainer.lower_train_step(state, batch).compile()
     seconds = time.perf_counter() - started
@@ -47,11 +50,13 @@ def dry_run(config: ml_collections.ConfigDict, *, device_memory_gb: float | None
                    flops_per_device=flops, flops_per_step=flops * devices)
     if print_fn is not None:
         mesh = " x ".join(f"{axis}={size}" for axis, size in trainer.mesh.shape.items())
-        summary(trainer.model, spec.input_shape, params=state.params, state=state.model_state, print_fn=print_fn,
+        one = member_spec(state) if members else state  # the table of one member
+        summary(trainer.model, spec.input_shape, params=one.params, state=one.model_state, print_fn=print_fn,
                 policy=trainer.policy)
         print_fn("\n".join([
             f"Dry run: mesh {mesh} ({devices} {trainer.mesh.devices.flat[0].platform} devices), global batch "
-            f"{batch_size} ({batch_size // devices} per device)",
+            f"{batch_size} ({batch_size // devices} per device)"
+            + (f"; {members} sweep members in one step" if members else ""),
             f"Compile time: {seconds:.2f} s",
             f"Memory per device: {per_device / 2**20:.2f} MiB (arguments {memory.argument_size_in_bytes / 2**20:.2f}, "
             f"outputs {memory.output_size_in_bytes / 2**20:.2f}, aliased {memory.alias_size_in_bytes / 2**20:.2f}, "

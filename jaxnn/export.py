@@ -176,7 +176,10 @@ def check_variables(model, shapes, params, model_state):
         if name not in got:
             raise ValueError(f"variables do not match the model: {name} is missing (the model has {shape})")
         if got[name] != shape:
-            raise ValueError(f"variables do not match the model: {name} has shape {got[name]}, the model's is {shape}")
+            ensemble = (f"; an ensemble's state has a leading member axis ({got[name][0]} members): give one "
+                        "member, jaxnn.training.members.member(state, i)" if got[name][1:] == shape else "")
+            raise ValueError(f"variables do not match the model: {name} has shape {got[name]}, the model's is "
+                             f"{shape}{ensemble}")
     extra = sorted(got.keys() - want.keys())
     if extra:
         raise ValueError(f"variables do not match the model: {extra[0]} is not in the model")

@@ -136,6 +136,16 @@ def schedule(name: str, learning_rate: float, total_steps: int = 1, **options) -
     return factory(learning_rate, max(int(total_steps), 1), **options)
 
 
+def without_constant_schedule(section: dict) -> dict:
+    """An optimizer config section without a bare `schedule=dict(name="constant")`: that schedule is the plain
+    rate, and without it the rate is an injected hyperparameter that can be set (by ReduceLROnPlateau, per
+    sweep member). Any other schedule is kept."""
+    schedule = dict(section.get("schedule") or {})
+    if schedule.get("name") == "constant" and len(schedule) == 1:
+        return {k: v for k, v in section.items() if k != "schedule"}
+    return dict(section)
+
+
 def get(spec, *, schedule_options: dict | None = None, global_clipnorm: float | None = None,
         total_steps: int = 1, **options) -> optax.GradientTransformation:
     """An optax transformation from a name plus options, or a transformation as it is.
@@ -196,6 +206,10 @@ def set_hyperparam(opt_state, name: str, value):
     states = [s for s in _hyperparams_states(opt_state) if name in s.hyperparams]
     said = name.replace("_", " ")
     if not states:
+        injected = [n for s in _hyperparams_states(opt_state) for n in s.hyperparams]
+        if injected:  # built by name: only the learning rate is injected
+            raise ValueError(f"the optimizer does not expose its {said}; it injects only {', '.join(injected)} "
+                             f"(to set {name}, build the optimizer with optax.inject_hyperparams)")
         raise ValueError(f"the optimizer does not expose its {said}: build it by name "
                          "(jaxnn.optimizers.get) or wrap it in optax.inject_hyperparams")
     if name in states[0].hyperparams_states:

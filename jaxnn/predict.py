@@ -7,12 +7,15 @@ example or a batch `(n, *example shape)` (a missing channel axis of 1 is
 added; uint8 images are scaled to [0, 1]; read without pickle). For each
 input it prints the `--top_k` classes, most probable first, with their
 probabilities and the dataset's class names. The model and its parameters
-come from the run's config.json and checkpoints/final (`jaxnn.load_run`).
+come from the run's config.json and checkpoints/final (`jaxnn.load_run`), or
+from a model directory the run wrote. A sweep's run predicts as its ensemble
+(the mean of the members' probabilities), or as one member with `--member i`.
 A bad argument, input or workdir stops with one line and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -98,25 +101,61 @@ def top_classes(probs: np.ndarray, class_names, k: int) -> list[list[tuple[str, 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m jaxnn.predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", required=True, help="a finished train.py run (config.json, checkpoints/final)")
+    parser.add_argument("--workdir", required=True,
+                        help="a finished train.py run (config.json, checkpoints/final), or a model directory it "
+                             "wrote (model/, a sweep's model/member_<i>/)")
     parser.add_argument("--top_k", type=int, default=3, help="classes to print per input (default 3)")
+    parser.add_argument("--member", type=int, default=None,
+                        help="a sweep's run: predict with this member alone (default: the ensemble, the mean of "
+                             "the members' probabilities, as results.json reports it)")
     parser.add_argument("inputs", nargs="+", help="image files or .npy arrays")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top_k must be a positive integer, got {args.top_k}")
+    if args.member is not None and args.member < 0:
+        parser.error(f"--member must be a member's index (0, 1, ...), got {args.member}")
     return args
 
 
-def run(args, print_fn=print) -> None:
-    """Load the run, read the inputs, print each input's top classes."""
-    from jaxnn.report import class_probabilities
-    from jaxnn.saving import load_experiment
+def load_models(workdir: str, member: int | None = None):
+    """`(config, data spec, [(model, variables), ...])` of a train.py run or of a model directory it wrote:
+    one model, or a sweep's members (all of them, or `member` alone)."""
+    import ml_collections
 
-    config, experiment, variables = load_experiment(args.workdir)
-    spec = experiment.data_spec
+    from jaxnn.config import build
+    from jaxnn.saving import CONFIG_FILE, MODEL_FILE, load_experiment, load_model
+    from jaxnn.training.members import member as member_of
+
+    if os.path.isfile(os.path.join(workdir, MODEL_FILE)):  # model/ or model/member_<i>/: its config beside it
+        config_file = os.path.join(workdir, CONFIG_FILE)
+        if not os.path.isfile(config_file):
+            raise ValueError(f"the model in {workdir} has no {CONFIG_FILE} (the run's config, for the class "
+                             "names): give the train.py workdir, or use jaxnn.load_model in Python")
+        with open(config_file) as f:
+            config = ml_collections.ConfigDict(json.load(f))
+        if member is not None:
+            raise ValueError(f"--member picks a member of a sweep's workdir; {workdir} is one model")
+        return config, build(config).data_spec, [load_model(workdir)]
+    config, experiment, variables = load_experiment(workdir, members=True)
+    count = len(experiment.members)
+    if member is not None and member >= count:
+        raise ValueError(f"--member {member}: {workdir} has " +
+                         (f"members 0 to {count - 1}" if count else "one model, not a sweep's members"))
+    if not count:
+        return config, experiment.data_spec, [(experiment.model, variables)]
+    chosen = range(count) if member is None else [member]
+    return config, experiment.data_spec, [(experiment.model, member_of(variables, m)) for m in chosen]
+
+
+def run(args, print_fn=print) -> None:
+    """Load the run, read the inputs, print each input's top classes (a sweep's: its ensemble's or a member's)."""
+    from jaxnn.report import class_probabilities
+
+    config, spec, models = load_models(args.workdir, args.member)
     labels, x = load_inputs(args.inputs, tuple(spec.input_shape), spec.input_dtype)
-    outputs = predict_outputs(experiment.model, variables, x)
-    probs = class_probabilities(outputs, from_logits=bool(config.loss.get("from_logits", False)))
+    from_logits = bool(config.loss.get("from_logits", False))
+    probs = np.mean([class_probabilities(predict_outputs(model, variables, x), from_logits=from_logits)
+                     for model, variables in models], axis=0)
     for label, top in zip(labels, top_classes(probs, spec.class_names, args.top_k)):
         print_fn(f"{label}: " + ", ".join(f"{name} {p:.4f}" for name, p in top))
 

@@ -101,22 +101,33 @@ def load_model(path, custom_objects: dict | None = None):
     return model, _read_variables(os.path.join(os.fspath(path), VARIABLES_DIR), model, shapes)
 
 
-def _read_variables(path: str, model, shapes) -> dict:
-    """`{"params", "model_state"}` from the checkpoint at `path`, checked against `model` on inputs of `shapes`."""
+def _read_variables(path: str, model, shapes, members: int | None = None) -> dict:
+    """`{"params", "model_state"}` from the checkpoint at `path`, checked against `model` on inputs of `shapes`
+    (with `members`: an ensemble's, every array with a leading member axis)."""
     full = jax.tree_util.tree_map(lambda s: (None, *s), shapes, is_leaf=is_shape)
     _, params, model_state = abstract_init(model, full)
+    like = {"params": params, "model_state": model_state}
+    if members is not None:
+        like = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((members, *a.shape), a.dtype), like)
     if not os.path.isdir(path):
         raise ValueError(f"{path} is missing: the model's parameters are not there")
-    return load_tree(path, like={"params": params, "model_state": model_state})
+    return load_tree(path, like=like)
 
 
-def load_experiment(workdir):
-    """`(config, experiment, variables)` of a finished train.py classify run: its config.json and checkpoints/final."""
+def load_experiment(workdir, *, members: bool = False):
+    """`(config, experiment, variables)` of a finished train.py classify run: its config.json and checkpoints/final.
+
+    A sweep's run is refused unless `members`: then its variables keep the members' leading axis.
+    """
     import ml_collections
 
     from jaxnn.config import build
 
-    file = os.path.join(os.fspath(workdir), CONFIG_FILE)
+    workdir = os.fspath(workdir)
+    if os.path.isfile(os.path.join(workdir, MODEL_FILE)):
+        raise ValueError(f"{workdir} is a saved model, not a train.py workdir: load it with "
+                         f"jaxnn.load_model({workdir!r})")
+    file = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(file):
         raise ValueError(f"{workdir} is not a finished train.py run (no {CONFIG_FILE})")
     with open(file) as f:
@@ -125,11 +136,12 @@ def load_experiment(workdir):
     if task != "classify":
         raise ValueError(f"{workdir} is a {task!r} run; load_run reads classify runs (save_model/load_model take any)")
     experiment = build(config)
-    if experiment.members:
+    if experiment.members and not members:
         raise ValueError(f"{workdir} is a sweep of {len(experiment.members)} models; load one of them with "
-                         f"load_model('{os.path.join(os.fspath(workdir), 'model', 'member_<i>')}')")
-    final = os.path.join(os.fspath(workdir), "checkpoints", "final")
-    return config, experiment, _read_variables(final, experiment.model, experiment.data_spec.input_shape)
+                         f"load_model('{os.path.join(workdir, 'model', 'member_<i>')}')")
+    final = os.path.join(workdir, "checkpoints", "final")
+    return config, experiment, _read_variables(final, experiment.model, experiment.data_spec.input_shape,
+                                               len(experiment.members) or None)
 
 
 def load_run(workdir):

@@ -21,15 +21,16 @@ SWEEP_DEFAULTS = dict(seeds=1, learning_rate=())
 
 
 def sweep_options(config: ml_collections.ConfigDict) -> dict:
-    """`config.sweep` over its defaults, checked: `seeds` a positive int, each hyperparameter a tuple of numbers."""
+    """`config.sweep` over its defaults, checked: `seeds` a positive int, each hyperparameter a list of numbers."""
     given = config.get("sweep") or {}
     validation.require("sweep", given, isinstance(given, (dict, ml_collections.ConfigDict)),
                        "a dict of fields such as dict(seeds=8, learning_rate=(1e-3, 3e-3))")
     options = {**SWEEP_DEFAULTS, **(given.to_dict() if isinstance(given, ml_collections.ConfigDict) else given)}
     validation.positive_int("sweep.seeds", options["seeds"])
-    for name, values in hyperparams(options).items():
-        validation.require(f"sweep.{name}", values, isinstance(values, (tuple, list)) and all(
-            validation.is_number(v) for v in values), "a list of numbers, e.g. [1e-3, 3e-3] (empty: not swept)")
+    for name, values in options.items():
+        if name != "seeds":
+            validation.require(f"sweep.{name}", values, isinstance(values, (tuple, list)) and all(
+                validation.is_number(v) for v in values), "a list of numbers, e.g. [1e-3, 3e-3] (empty: not swept)")
     return options
 
 
@@ -55,18 +56,15 @@ def member_hyperparams(member_list: list[dict]) -> dict | None:
     return {name: [m["hyperparams"][name] for m in member_list] for name in names} or None
 
 
-def check_sweep(options: dict, optimizer_section: dict, build_optimizer, abstract_params, mesh) -> dict:
-    """Refuse a sweep the run cannot do (a mesh of several devices, a hyperparameter the optimizer does not
-    inject, a value the optimizer refuses); returns the optimizer section the members share (a constant
-    schedule left out, so that a swept learning rate is settable)."""
+def check_sweep(options: dict, optimizer_section: dict, build_optimizer, abstract_params, mesh) -> None:
+    """Refuse a sweep the run cannot do: a mesh of several devices, a hyperparameter the optimizer does not
+    inject (or that follows a schedule), a value the optimizer refuses. `optimizer_section` is the one the
+    members share (a bare constant schedule already left out: `optimizers.without_constant_schedule`)."""
     if mesh.devices.size > 1:
         raise ValueError(f"a sweep trains its members on one device, but the mesh {dict(mesh.shape)} spans "
                          f"{mesh.devices.size}: set mesh.data=1 and mesh.fsdp=1")
-    section, swept = dict(optimizer_section), hyperparams(options)
-    schedule = dict(section.get("schedule") or {})
-    if swept and schedule.get("name") == "constant" and len(schedule) == 1:
-        section.pop("schedule")
-    tx = build_optimizer(section, 1)
+    swept = hyperparams(options)
+    tx = build_optimizer(optimizer_section)
     settable = optimizers.settable_hyperparams(jax.eval_shape(tx.init, abstract_params))
     for name, values in swept.items():
         validation.require(f"sweep.{name}", name, name in settable,
@@ -74,8 +72,6 @@ def check_sweep(options: dict, optimizer_section: dict, build_optimizer, abstrac
                            f"{', '.join(settable) or 'none'}")
         for value in values:
             try:
-                build_optimizer({**section, name: value}, 1)
+                build_optimizer({**optimizer_section, name: value})
             except ValueError as e:
                 raise ValueError(f"sweep.{name} {value!r}: {e}") from None
-    return section
-

@@ -55,3 +55,19 @@ def test_unknown_model_field_lists_the_allowed_ones():
     config = set_field(load_config("fashion_mnist_mlp"), "model.hiden_units", (10,))
     with pytest.raises(ValueError, match="unknown field model.hiden_units; allowed: hidden_units, activation"):
         build(config)
+
+
+def test_reduce_lr_on_plateau_takes_a_constant_schedule_and_names_a_real_one():
+    import jax
+
+    from jaxnn import optimizers
+
+    config = set_field(load_config("fashion_mnist_seed"), "train.reduce_lr_on_plateau.enabled", True)
+    experiment = build(config)  # the seed config's schedule=dict(name="constant") is the plain rate
+    state = jax.eval_shape(experiment.optimizer(100).init, {"w": jax.ShapeDtypeStruct((3,), "float32")})
+    assert optimizers.settable_hyperparams(state) == ("learning_rate",)
+    set_field(config, "optimizer.schedule", dict(name="warmup_cosine", warmup_steps=10))
+    with pytest.raises(ValueError, match=r"^train.reduce_lr_on_plateau.enabled must be False when the learning "
+                                         r"rate follows a schedule \(optimizer.schedule \{'name': 'warmup_cosine', "
+                                         r"'warmup_steps': 10\}\): the callback sets a constant rate, got True$"):
+        build(config)

@@ -76,3 +76,17 @@ def test_dry_run_prints_memory_flops_compile_time_and_shardings_and_fails_on_a_s
     assert tiny.returncode == 2 and tiny.stdout == ""
     assert tiny.stderr.startswith("error: a train step needs ") and tiny.stderr.count("\n") == 1
     assert "GiB per device, more than --device_memory_gb=1e-06: use more fsdp devices" in tiny.stderr
+
+
+def test_dry_run_of_a_sweep_compiles_every_members_step_and_keeps_a_warmup_schedule():
+    from jaxnn.dry_run import dry_run
+
+    config = set_field(load_config("fashion_mnist_seed"), "optimizer.schedule",
+                       dict(name="warmup_cosine", warmup_steps=400))
+    one = dry_run(config, print_fn=None)
+    lines = []
+    three = dry_run(set_field(config, "sweep", dict(seeds=3)), print_fn=lines.append)
+    assert three["flops_per_step"] == pytest.approx(3 * one["flops_per_step"], rel=0.01)
+    assert three["bytes_per_device"] > 2.5 * one["bytes_per_device"]
+    assert "global batch 32 (32 per device); 3 sweep members in one step" in lines[-1]
+    assert "Total params: 79,510" in "\n".join(lines)  # the table of one member

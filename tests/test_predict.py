@@ -108,3 +108,57 @@ def test_a_workdir_that_is_no_run_and_bad_arguments(tmp_path, capsys):
         main(["--workdir", str(tmp_path), "--top_k", "0", "x.png"])
     assert exit_info.value.code == 2
     assert "--top_k must be a positive integer, got 0" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """A sweep's workdir of 3 members by hand: config.json, checkpoints/final with the member axis, and
+    model/member_<i>/ as the classify task writes them."""
+    workdir = tmp_path_factory.mktemp("sweep")
+    config = runpy.run_path(str(ROOT / "configs" / "fashion_mnist_mlp.py"))["get_config"]()
+    config.model.hidden_units, config.model.dropout = (16,), 0.0
+    config.sweep = dict(seeds=3)
+    model = build(config).model
+    members = [model.init(jax.random.key(s), (None, 28, 28, 1))[1:] for s in range(3)]
+    stacked = jax.tree_util.tree_map(lambda *a: np.stack(a), *[{"params": p, "model_state": s} for p, s in members])
+    save_tree(workdir / "checkpoints" / "final", stacked)
+    (workdir / "config.json").write_text(config.to_json(indent=2))
+    for m, (params, state) in enumerate(members):
+        jaxnn.save_model(workdir / "model" / f"member_{m}", model, {"params": params, "model_state": state},
+                         input_shape=(28, 28, 1), config=config)
+    probs = lambda x: [np.asarray(model.apply(p, x, state=s)[0]) for p, s in members]
+    return workdir, probs
+
+
+def _printed(capsys, k=10):
+    return [dict(_parse(line)[1]) for line in capsys.readouterr().out.strip().splitlines()]
+
+
+def test_a_sweep_predicts_as_its_ensemble_or_as_one_member(sweep_dir, tmp_path, capsys):
+    workdir, probs = sweep_dir
+    x = np.random.default_rng(2).random((4, 28, 28, 1), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    members = probs(x)
+    assert main(["--workdir", str(workdir), "--top_k", "10", str(tmp_path / "x.npy")]) == 0
+    ensemble = np.mean(members, axis=0)
+    for row, got in zip(ensemble, _printed(capsys)):
+        np.testing.assert_allclose([got[name] for name in NAMES], row, atol=1e-4)
+    assert not np.allclose(members[0], ensemble, atol=1e-3)  # the members differ: the mean is not one of them
+    assert main(["--workdir", str(workdir), "--member", "2", "--top_k", "10", str(tmp_path / "x.npy")]) == 0
+    for row, got in zip(members[2], _printed(capsys)):
+        np.testing.assert_allclose([got[name] for name in NAMES], row, atol=1e-4)
+    # A member's own model directory (model/member_1/, with the sweep's config beside it) predicts as that member.
+    assert main(["--workdir", str(workdir / "model" / "member_1"), "--top_k", "10", str(tmp_path / "x.npy")]) == 0
+    for row, got in zip(members[1], _printed(capsys)):
+        np.testing.assert_allclose([got[name] for name in NAMES], row, atol=1e-4)
+
+
+def test_a_bad_member_is_one_line(sweep_dir, run_dir, tmp_path, capsys):
+    workdir, _ = sweep_dir
+    np.save(tmp_path / "x.npy", np.zeros((28, 28, 1), np.float32))
+    assert main(["--workdir", str(workdir), "--member", "3", str(tmp_path / "x.npy")]) == 2
+    assert capsys.readouterr().err == f"error: --member 3: {workdir} has members 0 to 2\n"
+    assert main(["--workdir", str(run_dir), "--member", "0", str(tmp_path / "x.npy")]) == 2
+    assert capsys.readouterr().err == f"error: --member 0: {run_dir} has one model, not a sweep's members\n"
+    with pytest.raises(ValueError, match="is a saved model, not a train.py workdir: load it with jaxnn.load_model"):
+        jaxnn.load_run(workdir / "model" / "member_0")

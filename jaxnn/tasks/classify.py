@@ -224,9 +224,12 @@ def _per_example_results(trainer, state, experiment: Experiment, x_train, y_trai
     num_train = split_sizes(len(x_train), train["validation_split"])[0]
     if options["noise_multiplier"]:
         out["privacy"] = privacy_report(options["noise_multiplier"], train["batch_size"], num_train,
-                                        int(np.max(state.step)), options["delta"] or None)
+                                        int(np.max(state.step)), options["delta"] or None,
+                                        members=len(experiment.members) or None)
         if print_fn is not None:
-            print_fn(f"privacy: epsilon {out['privacy']['epsilon']} at delta {out['privacy']['delta']:.3g}"
+            members = (f" for the {out['privacy']['members']} members together (one alone: "
+                       f"{out['privacy']['epsilon_per_member']})" if "epsilon_per_member" in out["privacy"] else "")
+            print_fn(f"privacy: epsilon {out['privacy']['epsilon']} at delta {out['privacy']['delta']:.3g}{members}"
                      + (f" ({out['privacy']['note']})" if "note" in out["privacy"] else ""))
     if options["list_largest"]:
         rows = largest_gradients(trainer, state, x_train[:num_train], y_train[:num_train], k=options["list_largest"])

@@ -75,6 +75,10 @@ class ProgressLogger(Callback):
             self.print_fn(run.stop_reason)
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by `min_delta` for `patience` epochs (Keras's defaults).
 
@@ -123,11 +127,11 @@ class EarlyStopping(Callback):
         if run.members is None and not active[0]:
             run.stop_training = True
             run.stop_reason = (f"Early stopping at epoch {epoch + 1}: {self.monitor} has not improved for "
-                               f"{self._wait[0]} epochs (best {self._best[0]:.4f} at epoch {self._best_epoch[0] + 1})")
+                               f"{_epochs(self._wait[0])} (best {self._best[0]:.4f} at epoch {self._best_epoch[0] + 1})")
         elif run.members is not None and not any(active):
             run.stop_training = True
             run.stop_reason = (f"Early stopping at epoch {epoch + 1}: {self.monitor} has not improved for "
-                               f"{self.patience} epochs in any of the {run.members} members")
+                               f"{_epochs(max(self.patience, 1))} in any of the {run.members} members")
 
     def _keep_best(self, run, improved_now) -> None:
         current = {"params": run.state.params, "model_state": run.state.model_state}

@@ -26,14 +26,15 @@ class History:
 
     def to_dict(self) -> dict:
         """`history`, `epoch` and (for an ensemble) `members` as plain JSON values (checkpoint metadata)."""
-        out = {"history": self.history, "epoch": self.epoch}
+        out = {"history": self.history, "keys": list(self.history), "epoch": self.epoch}  # keys: their order
         if self.members is not None:
             out["members"] = [m.to_dict() for m in self.members]
         return out
 
     def load_dict(self, saved: Mapping) -> None:
         """Take back what `to_dict` gave."""
-        self.history = {k: list(v) for k, v in saved["history"].items()}
+        order = saved.get("keys") or list(saved["history"])  # the saved JSON's own keys come sorted
+        self.history = {k: list(saved["history"][k]) for k in order}
         self.epoch = list(saved["epoch"])
         if self.members is not None:
             for member, kept in zip(self.members, saved.get("members", [])):

@@ -23,14 +23,19 @@ def member_count(state) -> int | None:
 
 
 def as_member_keys(keys) -> jax.Array | None:
-    """A key array of shape (M,) from M ints or M keys, or None when `keys` names one model (an int or one key)."""
+    """A key array of shape (M,) from M int seeds (a sequence, a range, an integer array) or M keys, or None
+    when `keys` names one model: an int, one typed key, or one key's raw data (a uint32 array of shape (2,)).
+    Seed `s` gives `jax.random.key(s)`, the key of a lone model of seed `s`."""
     if isinstance(keys, (int, np.integer)):
         return None
+    if isinstance(keys, range) or (isinstance(keys, np.ndarray) and keys.ndim == 1
+                                   and np.issubdtype(keys.dtype, np.integer) and keys.dtype != np.uint32):
+        keys = [int(k) for k in keys]
     if isinstance(keys, (list, tuple)):
         if not keys:
             raise ValueError("keys must hold at least one key (one per member), got an empty sequence")
         if all(isinstance(k, (int, np.integer)) for k in keys):
-            return jax.vmap(jax.random.key)(jnp.asarray(keys, jnp.uint32))
+            keys = [jax.random.key(int(k)) for k in keys]
         return jax.random.wrap_key_data(jnp.stack([jax.random.key_data(k) for k in keys]))
     keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
     typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)

@@ -10,6 +10,7 @@ shuffled batches (Chua et al., 2024, https://arxiv.org/abs/2403.17673).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 from jaxnn import validation
@@ -43,12 +44,21 @@ def dp_sgd_epsilon(noise_multiplier: float, batch_size: int, num_examples: int, 
 
 
 def privacy_report(noise_multiplier: float, batch_size: int, num_examples: int, steps: int,
-                   delta: float | None = None) -> dict:
-    """What a run's results say about its privacy: epsilon and its inputs, or why epsilon is missing."""
+                   delta: float | None = None, members: int | None = None) -> dict:
+    """What a run's results say about its privacy: epsilon and its inputs, or why epsilon is missing.
+
+    An ensemble of `members` models trained on the same data releases them all: its epsilon composes the
+    members' steps (`members * steps` mechanisms), and `epsilon_per_member` is what releasing one costs.
+    """
     delta = 1.0 / num_examples if not delta else delta
     report = {"delta": delta, "noise_multiplier": noise_multiplier, "sampling_rate": batch_size / num_examples,
               "steps": steps, "accountant": "dp_accounting PLD, Poisson-sampled Gaussian"}
+    if members is not None:
+        report["members"] = members
     if not accountant_installed():
         return {**report, "epsilon": None,
                 "note": "epsilon not computed: dp_accounting is not installed (pip install 'jaxnn[privacy]')"}
-    return {**report, "epsilon": dp_sgd_epsilon(noise_multiplier, batch_size, num_examples, steps, delta)}
+    epsilon = functools.partial(dp_sgd_epsilon, noise_multiplier, batch_size, num_examples, delta=delta)
+    if members is None:
+        return {**report, "epsilon": epsilon(steps)}
+    return {**report, "epsilon": epsilon(members * steps), "epsilon_per_member": epsilon(steps)}

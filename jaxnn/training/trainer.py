@@ -199,11 +199,16 @@ class Trainer:
 
     def lower_train_step(self, state, batch) -> jax.stages.Lowered:
         """The train step lowered for `state` (e.g. `abstract_state`) and a global `batch` of
-        ShapeDtypeStructs, laid out as `fit` lays them out: for `.compile()`, its memory and cost analyses."""
+        ShapeDtypeStructs, laid out as `fit` lays them out: for `.compile()`, its memory and cost analyses.
+        An ensemble's state (a member axis) takes a batch per member (`batch` with a leading member axis),
+        as each member reads its own rows in fit."""
         shardings = self.state_shardings(state)
-        batch = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.batch_sharding),
+        step, batch_sharding = self._make_train_step(), self.batch_sharding
+        if member_count(state) is not None:  # on one device (an ensemble's mesh)
+            step, batch_sharding = jax.vmap(step), self._replicated
+        batch = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=batch_sharding),
                                        batch)
-        step = jax.jit(self._make_train_step(), donate_argnums=0, in_shardings=(shardings, self.batch_sharding),
+        step = jax.jit(step, donate_argnums=0, in_shardings=(shardings, batch_sharding),
                        out_shardings=(shardings, self._replicated))
         return step.lower(state, batch)
 
@@ -262,9 +267,12 @@ class Trainer:
 
         return init
 
-    def abstract_state(self, input_shape) -> TrainState:
-        """The TrainState `init` would make, as `jax.ShapeDtypeStruct`s carrying their shardings; nothing computed."""
+    def abstract_state(self, input_shape, members: int | None = None) -> TrainState:
+        """The TrainState `init` would make (with `members`: an ensemble's, as from that many keys), as
+        `jax.ShapeDtypeStruct`s carrying their shardings; nothing computed."""
         _, abstract = self._compiled_init(input_shape)
+        if members is not None:
+            abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((members, *a.shape), a.dtype), abstract)
         return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                       abstract, self.state_shardings(abstract))
 

@@ -67,6 +67,27 @@ def test_bad_sweeps_are_named_in_one_line(fields, match):
         build(seed_config(**fields))
 
 
+@pytest.mark.parametrize("value,shown", [(1e-3, "0.001"), ("1e-3", "'1e-3'"), (None, "None")])
+def test_a_sweep_value_that_is_no_list_is_named(value, shown):
+    with pytest.raises(ValueError, match=rf"^sweep.learning_rate must be a list of numbers, .*, got {shown}$"):
+        build(set_field(seed_config(), "sweep", dict(seeds=2, learning_rate=value)))  # as a config file writes it
+
+
+def test_a_seeds_sweep_keeps_a_warmup_schedule_and_takes_any_seed_jax_takes():
+    config = set_field(seed_config(seeds=2), "optimizer.schedule", dict(name="warmup_cosine", warmup_steps=400))
+    assert [m["seed"] for m in build(config).members] == [0, 1]  # checked for a long run, not one step
+    assert [m["seed"] for m in build(set_field(config, "seed", -1)).members] == [-1, 0]
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[-9223372036854775808, "
+                                         r"9223372036854775806\], got 9223372036854775807$"):
+        build(set_field(config, "seed", 2**63 - 1))
+
+
+def test_a_sweep_of_streamed_data_is_refused_before_any_data():
+    config = set_field(seed_config(seeds=2), "dataset.in_memory", False)
+    with pytest.raises(ValueError, match=r"^dataset.in_memory must be True with a sweep"):
+        build(config)
+
+
 def test_a_swept_rate_under_a_real_schedule_is_refused():
     config = set_field(seed_config(learning_rate=(1e-3,)), "optimizer.schedule", dict(name="warmup_cosine"))
     with pytest.raises(ValueError, match="^sweep.learning_rate must be a hyperparameter the optimizer injects "

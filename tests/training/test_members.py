@@ -99,13 +99,40 @@ def test_a_member_checkpoint_resumes_bit_identically(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_member_seeds_are_the_lone_models_seeds_in_any_form():
+    trainer = classifier()
+    lone = [ckpt.leaves(trainer.init(seed, (2,))) for seed in (-1, 0, 2**40)]
+    for seeds in ([-1, 0, 2**40], np.array([-1, 0, 2**40])):
+        state = trainer.init(seeds, (2,))
+        for m, alone in enumerate(lone):
+            got = ckpt.leaves(member(state, m))
+            for path in alone:
+                np.testing.assert_array_equal(got[path], alone[path])
+    assert member_count(trainer.init(range(2), (2,))) == 2
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(key=3, hyperparams={"learning_rate": [0.1]}), "hyperparams are set per member"),
     (dict(key=[0, 1], hyperparams={"learning_rate": [0.1]}),
      r"hyperparams\['learning_rate'\] must give one value per member \(2\)"),
-    (dict(key=[0, 1], hyperparams={"momentum": [0.1, 0.2]}), "the optimizer does not expose its momentum"),
+    (dict(key=[0, 1], hyperparams={"momentum": [0.1, 0.2]}),
+     r"the optimizer does not expose its momentum; it injects only learning_rate \(to set momentum, build"),
     (dict(key=[], hyperparams=None), "keys must hold at least one key"),
 ])
 def test_bad_member_settings_are_one_line(kwargs, match):
     with pytest.raises(ValueError, match=match):
         classifier().init(kwargs["key"], (2,), hyperparams=kwargs["hyperparams"])
+
+
+def test_saving_an_ensemble_as_one_model_says_to_take_a_member(tmp_path):
+    import jaxnn
+
+    trainer = classifier()
+    state = trainer.init([0, 1, 2], (2,))
+    with pytest.raises(ValueError, match=r"an ensemble's state has a leading member axis \(3 members\): give one "
+                                         r"member, jaxnn.training.members.member\(state, i\)$"):
+        jaxnn.save_model(tmp_path / "m", trainer.model, state, input_shape=(2,))
+    assert not (tmp_path / "m").exists()
+    jaxnn.save_model(tmp_path / "m", trainer.model, member(state, 1), input_shape=(2,))
+    _, variables = jaxnn.load_model(tmp_path / "m")
+    _close(variables["params"], member(state.params, 1))

@@ -37,6 +37,13 @@ def test_report_says_why_epsilon_is_missing(monkeypatch):
     assert report["epsilon"] is None and "dp_accounting is not installed" in report["note"]
 
 
+def test_an_ensemble_composes_its_members_steps():
+    report = privacy.privacy_report(1.0, 32, 1000, 50, members=4)
+    assert report["members"] == 4 and report["steps"] == 50
+    assert report["epsilon_per_member"] == privacy.dp_sgd_epsilon(1.0, 32, 1000, 50)
+    assert report["epsilon"] == privacy.dp_sgd_epsilon(1.0, 32, 1000, 200) > report["epsilon_per_member"]
+
+
 @pytest.mark.parametrize("args,match", [
     ((0.0, 32, 1000, 10), "noise_multiplier must be a positive number, got 0.0"),
     ((1.0, 2000, 1000, 10), "batch_size must be at most num_examples 1000, got 2000"),
