@@ -22,7 +22,8 @@ def define_flags(flag_values: flags.FlagValues, argv: list[str]) -> dict:
     """train.py's flags, defined on `flag_values` (a fresh set per call, so `main` can run many times)."""
     return dict(
         config=config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Path to a config file.",
-                                               flag_values=flag_values, sys_argv=argv),
+                                               flag_values=flag_values, sys_argv=argv, lock_config=False,
+                                               accept_new_attributes=True),
         workdir=flags.DEFINE_string("workdir", None, "Directory for history, results, curves and checkpoints.",
                                     flag_values=flag_values),
         quiet=flags.DEFINE_bool("quiet", False, "Print nothing but warnings and errors (no summary, no progress).",

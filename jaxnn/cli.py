@@ -288,12 +288,27 @@ def parse_flags(flag_values: flags.FlagValues, argv: list[str], *, config_flag: 
         if isinstance(e, (AttributeError, KeyError)):
             field = re.search(r"'(\w+)\\*'", str(e))
             hint = re.search(r'Did you mean "(\w+)"', str(e))
-            raise UsageError(f"a --{config_flag} override names no config field: "
-                             f"{field.group(1) if field else one_line(str(e))}"
-                             + (f' (did you mean "{hint.group(1)}"?)' if hint else "")) from None
+            name = field.group(1) if field else one_line(str(e))
+            section = _missing_section(argv, config_flag, name)
+            raise UsageError(f"a --{config_flag} override names no config field: {name}"
+                             + (f' (did you mean "{hint.group(1)}"?)' if hint else "")
+                             + (f"; the config file leaves out {section}: give it whole, e.g. "
+                                f"--{config_flag}.{section}=\"{{'field': value}}\"" if section and not hint else "")
+                             ) from None
         raise
     check_config(flag_values[config_flag].value, path)
     return rest
+
+
+def _missing_section(argv, config_flag: str, name: str) -> str | None:
+    """The dotted section `name` ends, when an override sets a field inside `name` (e.g. train.per_example),
+    else None: a config file that leaves out a section can take it as one dict literal."""
+    for arg in argv:
+        if arg.startswith(f"--{config_flag}."):
+            parts = arg[len(config_flag) + 3:].split("=", 1)[0].split(".")
+            if name in parts[:-1]:
+                return ".".join(parts[:parts.index(name) + 1])
+    return None
 
 
 def check_config(config, path: str) -> None:

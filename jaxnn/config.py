@@ -281,9 +281,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         raise ValueError(f"dataset.name must be one of {', '.join(data.SUPPORTED)}, got {dataset.get('name')!r}")
     info = data.dataset_info(dataset["name"], **data.dataset_options(dataset))  # shapes follow the encoding
     data.streams(dataset, info, 0)  # the feeding fields (in_memory, max_in_memory_gb)
-    train = section(config, "train")
-    train = {**with_defaults("train", {k: v for k, v in train.items() if k not in ("epochs", "batch_size")},
-                             TRAIN_DEFAULTS), "epochs": train.get("epochs"), "batch_size": train.get("batch_size")}
+    train = with_defaults("train", section(config, "train"), {"epochs": None, "batch_size": None, **TRAIN_DEFAULTS})
     validation.positive_int("train.epochs", train.get("epochs"))
     validation.positive_int("train.batch_size", train.get("batch_size"))
     split = train.get("validation_split", 0.0)
@@ -349,7 +347,9 @@ def _check_train_options(train: dict) -> None:
     if train["precision"] not in POLICIES:
         raise ValueError(f"train.precision must be one of {', '.join(POLICIES)}, got {train['precision']!r}")
     validation.positive_int("train.log_every_steps", train["log_every_steps"])
-    check_steps_per_dispatch(train["steps_per_dispatch"], "train.steps_per_dispatch")
+    value = train["steps_per_dispatch"]  # a config listing "auto" takes an override of 8 as the string "8"
+    train["steps_per_dispatch"] = check_steps_per_dispatch(int(value) if isinstance(value, str) and value.isdigit()
+                                                           else value, "train.steps_per_dispatch")
     validation.non_negative_int("train.histogram_freq", train["histogram_freq"])
     for section in ("early_stopping", "reduce_lr_on_plateau"):
         validation.non_negative_int(f"train.{section}.patience", train[section]["patience"])

@@ -71,3 +71,27 @@ def test_reduce_lr_on_plateau_takes_a_constant_schedule_and_names_a_real_one():
                                          r"rate follows a schedule \(optimizer.schedule \{'name': 'warmup_cosine', "
                                          r"'warmup_steps': 10\}\): the callback sets a constant rate, got True$"):
         build(config)
+
+
+def test_overrides_add_the_optional_fields_and_sections_a_config_file_leaves_out():
+    import pathlib
+    import runpy
+
+    from absl import flags
+
+    from jaxnn import cli
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    train_py = runpy.run_path(str(root / "train.py"))
+    argv = ["train.py", f"--config={root / 'configs' / 'fashion_mnist_seed.py'}", "--config.train.steps_per_dispatch=8",
+            "--config.train.per_example={'clip_norm': 1.0, 'noise_multiplier': 1.1}"]
+    flag_values = flags.FlagValues()
+    defined = train_py["define_flags"](flag_values, argv)
+    cli.parse_flags(flag_values, argv, default_config=train_py["DEFAULT_CONFIG"])
+    train = build(defined["config"].value).train
+    assert train["steps_per_dispatch"] == 8
+    assert train["per_example"] == dict(clip_norm=1.0, noise_multiplier=1.1, quantiles=False, delta=0.0,
+                                        list_largest=0)
+    # A config file that lists "auto" takes "8" from the command line as a string: it is the count 8.
+    assert build(set_field(load_config("fashion_mnist_seed"), "train.steps_per_dispatch", "8")).train[
+        "steps_per_dispatch"] == 8

@@ -68,6 +68,14 @@ class ChunkSizes:
         """Whether the next probe's time counts (not a compiling call)."""
         return self._phase in (1, 3)
 
+    def fit_within(self, steps: int) -> None:
+        """Chunks end every `steps` steps (a callback's `every_steps`): probe with loops that fit, so that
+        probing can end (a loop probe cut short is not timed)."""
+        if steps >= 2:
+            self._probe = min(self._probe, steps)
+            if self._phase in (2, 3):
+                self.size = min(self.size, self._probe)
+
     def observe(self, count: int, seconds: float | None) -> None:
         """A probe chunk of `count` steps took `seconds` (None: not timed)."""
         if count != self.size:  # cut short (an epoch end, a callback's every_steps): probe it again

@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxnn import validation
 from jaxnn.io import write_atomic
-from jaxnn.training.per_example import example_norms
+from jaxnn.training.per_example import example_norms, trainable_only
 from jaxnn.training.steps import example_gradients
 from jaxnn.training.trainer import Trainer
 
@@ -36,7 +36,7 @@ def gradient_norms(trainer: Trainer, state, x, y, *, batch_size: int = 256) -> n
     def batch_norms(params, model_state, data, index):
         batch = jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size), data)
         grads, _ = example_gradients(trainer.model, trainer.loss_fn, params, model_state, batch, policy=trainer.policy)
-        return example_norms(grads)
+        return example_norms(trainable_only(trainer.model, grads))
 
     norms = [batch_norms(state.params, state.model_state, data, jnp.int32(i)) for i in range(num_batches)]
     return np.asarray(jnp.concatenate(norms))[:n]

@@ -39,7 +39,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxnn import checkpoint as ckpt, distributed, optimizers
+from jaxnn import checkpoint as ckpt, distributed, optimizers, validation
 from jaxnn.training import members
 from jaxnn.training.dispatch import AUTO, ChunkSizes
 from jaxnn.training.guard import NonFinite, decode_guard
@@ -304,6 +304,7 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
     and in the callbacks, which checkpoint).
     """
     for cb in run.callbacks:
+        validation.non_negative_int(f"{type(cb).__name__}.every_steps", cb.every_steps)
         if cb.monitor is not None and cb.monitor not in run.log_keys:
             raise ValueError(f"{type(cb).__name__} monitors {cb.monitor!r}, which this run never produces; "
                              f"it produces: {', '.join(run.log_keys)}")
@@ -318,6 +319,9 @@ def fit_loop(run: Run, step: Callable, zero_totals: Callable, *, metrics: Sequen
             run.call("on_train_begin")
         sizes = (steps_per_dispatch if isinstance(steps_per_dispatch, ChunkSizes)
                  else ChunkSizes(steps_per_dispatch, run.steps_per_epoch))
+        every = [cb.every_steps for cb in run.callbacks if cb.every_steps]
+        if every:
+            sizes.fit_within(min(every))
         while run.epoch < run.epochs and not run.stop_training and not sigterm.stopped:
             _fit_epoch(run, step, metrics, num_examples, shuffle, log_every_steps, sigterm, watchdog, sizes)
             if run.stop_training or sigterm.stop(sync_point=True):
@@ -405,12 +409,12 @@ def _fit_epoch(run: Run, step, metrics, num_examples, shuffle, log_every_steps, 
     first = run.position
     while run.position < run.steps_per_epoch:
         count = min(sizes.size, run.steps_per_epoch - run.position, *(n - run.step % n for n in every))
-        probing = sizes.probing
+        probing = sizes.probing and count == sizes.size  # a probe cut short is an ordinary chunk: no wait
         timed = probing and sizes.timed
         if timed:
             jax.block_until_ready(run.totals)
             started = time.perf_counter()
-        compiles = run.position == first or (probing and not timed)  # "auto" compiles its loop mid-epoch
+        compiles = run.position == first or (sizes.probing and not sizes.timed)  # "auto" compiles its loop mid-epoch
         with paused() if compiles else running:
             run.state, run.totals, run.guard = step(run.state, run.totals, run.guard, perm, run.position, count)
             if probing:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import validation
+from jaxnn.models.children import has_frozen, trainable_mask
 
 # Log-spaced norm histogram: NORM_BINS bins over [10**LOG10_MIN, 10**LOG10_MAX]; norms outside go to the end bins.
 NORM_BINS, LOG10_MIN, LOG10_MAX = 1024, -6.0, 6.0
@@ -40,8 +41,8 @@ class PerExample:
     def __post_init__(self):
         for field in ("clip_norm", "noise_multiplier"):
             value = getattr(self, field)
-            validation.require(f"per_example.{field}", value, validation.is_number(value) and value >= 0,
-                               "a number >= 0")
+            validation.require(f"per_example.{field}", value, validation.is_number(value) and 0 <= value < np.inf,
+                               "a finite number >= 0")
         validation.require("per_example.quantiles", self.quantiles, isinstance(self.quantiles, bool), "True or False")
         if self.noise_multiplier and not self.clip_norm:
             raise ValueError(f"per_example.noise_multiplier {self.noise_multiplier!r} needs per_example.clip_norm > 0 "
@@ -89,6 +90,15 @@ def refuse_model_state(model_state) -> None:
                          f"normalization with per_example")
 
 
+def trainable_only(model, grads):
+    """Per-example `grads` with the leaves of `trainable=False` layers zeroed: the optimizer never applies them,
+    so they must not count in an example's norm (its clipping, its quantile)."""
+    if not has_frozen(model):
+        return grads
+    keep = trainable_mask(model, grads)
+    return jax.tree_util.tree_map(lambda g, k: g if k else jnp.zeros_like(g), grads, keep)
+
+
 def example_norms(grads) -> jax.Array:
     """Global L2 norm of each example's gradient (leading axis = example)."""
     squares = [jnp.sum(jnp.square(g.reshape(g.shape[0], -1)), axis=1) for g in jax.tree_util.tree_leaves(grads)]
@@ -111,10 +121,11 @@ def gaussian_noise(key: jax.Array, like, std: float):
 
 
 def norm_histogram(norms, weights=None) -> jax.Array:
-    """Counts (weighted) of `norms` in the log-spaced bins."""
+    """Counts of `norms` in the log-spaced bins, one per example of weight > 0 (a norm already includes its
+    example's weight, the gradient being of the weighted loss: counting it `weight` times would count it twice)."""
     position = (jnp.log10(jnp.maximum(norms, 1e-30)) - LOG10_MIN) / (LOG10_MAX - LOG10_MIN) * NORM_BINS
     index = jnp.clip(jnp.floor(position), 0, NORM_BINS - 1).astype(jnp.int32)
-    counts = jnp.ones_like(norms, jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+    counts = jnp.ones_like(norms, jnp.float32) if weights is None else (jnp.asarray(weights) > 0).astype(jnp.float32)
     return jnp.zeros(NORM_BINS, jnp.float32).at[index].add(counts)
 
 

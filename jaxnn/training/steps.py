@@ -122,6 +122,7 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
                                              keys=jax.random.split(key, size), train=True, scale=example_scale)
             if scale is not None:
                 grads = jax.tree_util.tree_map(lambda g: g / example_scale, grads)
+            grads = per_example_lib.trainable_only(model, grads)
             norms = per_example_lib.example_norms(grads)
             summed = per_example_lib.clipped_sum(grads, norms, per_example.clip_norm or None)
             stats = batch_stats(loss_fn, metrics, micro, preds)
@@ -133,8 +134,9 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
         weights = batch.get("weights")
         total_weight = None
         if accumulate_steps > 1 or per_example is not None:
+            # Floored as in `losses.reduce`: a batch of weight 0 adds nothing (and its noise is left out below).
             total_weight = (jnp.asarray(jax.tree_util.tree_leaves(batch["targets"])[0].shape[0], jnp.float32)
-                            if weights is None else jnp.sum(weights))
+                            if weights is None else jnp.maximum(jnp.sum(weights), 1e-12))
         if accumulate_steps == 1:
             grads, (model_state, stats) = grad_fn(state.params, state.model_state, batch, state.step_key(),
                                                   total_weight)
@@ -162,7 +164,8 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
         elif per_example.noise_multiplier:  # once per step, from its own stream: other draws stay as they were
             noise = per_example_lib.gaussian_noise(derive_key(state.key, NOISE_STREAM, state.step), grads,
                                                    per_example.noise_multiplier * per_example.clip_norm)
-            grads = jax.tree_util.tree_map(lambda g, z: g + z / total_weight, grads, noise)
+            weighted = total_weight >= 1e-6  # a batch of no weight: no noise either, so no update at all
+            grads = jax.tree_util.tree_map(lambda g, z: g + jnp.where(weighted, z / total_weight, 0.0), grads, noise)
         return grads, model_state, stats
 
     def train_step(state: TrainState, batch: dict, enabled=True):

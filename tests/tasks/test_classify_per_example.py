@@ -37,7 +37,7 @@ def test_dp_sgd_run_reports_epsilon_quantiles_and_the_largest_gradients(tmp_path
 
 
 @pytest.mark.parametrize("config,match", [
-    (small_config(clip_norm=-1.0), "per_example.clip_norm must be a number >= 0, got -1.0"),
+    (small_config(clip_norm=-1.0), "per_example.clip_norm must be a finite number >= 0, got -1.0"),
     (small_config(quantiles=True, delta=2.0), r"train.per_example.delta must be a number in \[0, 1\)"),
     (small_config(quantiles=True, list_largest=-1), "train.per_example.list_largest must be a non-negative integer"),
     (small_config(clip=1.0), "unknown field train.per_example.clip; allowed: clip_norm, noise_multiplier"),

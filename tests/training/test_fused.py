@@ -152,6 +152,24 @@ def test_auto_times_a_slightly_slower_loop_again_and_takes_its_fastest_chunk():
     assert (slower.size, slower.probing) == (1, False)  # slower every time: no fusing
 
 
+def test_auto_ends_its_probing_under_a_callback_acting_every_few_steps():
+    every_four = LambdaCallback(on_step_end=lambda run, batch: None)
+    every_four.every_steps = 4  # chunks end every 4 steps: shorter than the loop probe of 8
+    trainer = classifier()
+    state, _ = fit(trainer, [every_four], epochs=2)
+    sizes = trainer._chunk_sizes("auto", state, 32, 15)
+    assert not sizes.probing and sizes.size in (1, 15)  # probed with loops of 4, then chose (chunks still end every 4)
+    assert trainer._compiled("fit", state).chunk._cache_size() == 1
+
+
+@pytest.mark.parametrize("value", [-3, 2.5, "4"])
+def test_a_callbacks_bad_every_steps_is_one_line(value):
+    callback = LambdaCallback(on_step_end=lambda run, batch: None)
+    callback.every_steps = value
+    with pytest.raises(ValueError, match=rf"^LambdaCallback.every_steps must be a non-negative integer, got {value!r}$"):
+        fit(classifier(), [callback], epochs=1)
+
+
 @pytest.mark.parametrize("value", [0, -2, 2.5, "fast", True])
 def test_bad_steps_per_dispatch_is_one_line(value):
     with pytest.raises(ValueError, match=f'steps_per_dispatch must be a positive integer or "auto", got {value!r}'):

@@ -129,6 +129,36 @@ def test_zero_weight_examples_contribute_nothing():
     assert float(stats["grad_norm"].sum()) == 12
 
 
+@pytest.mark.parametrize("kw", [dict(per_example=dict(clip_norm=CLIP, noise_multiplier=1.0)),
+                                dict(per_example=dict(quantiles=True)), dict(accumulate_steps=2)])
+def test_a_batch_of_no_weight_makes_no_update(kw):
+    batch = {**_batch(8), "weights": jnp.zeros(8)}
+    used, stats = _used_gradient(_trainer(**kw), batch)
+    assert not used.any()  # as the plain step: finite, nothing applied (not 0/0)
+    assert float(stats["loss"]["count"]) == 0
+
+
+def test_quantiles_count_each_weighted_example_once():
+    # Each norm already includes its example's weight (the gradient of the weighted loss).
+    counts = np.asarray(norm_histogram(jnp.asarray([1.0, 2.0, 3.0]), jnp.asarray([10.0, 0.0, 0.5])))
+    assert counts.sum() == 2 and counts[np.nonzero(counts)].tolist() == [1.0, 1.0]
+
+
+def test_frozen_layers_count_in_no_example_norm():
+    frozen = Sequential([Dense(8, "tanh", trainable=False), Dense(3, "softmax")])
+    batch = _batch(16)
+    trainer = _trainer(frozen, per_example=dict(clip_norm=0.1, quantiles=True))
+    state = trainer.init(0, (2,))
+    grads, _ = example_gradients(frozen, trainer.loss_fn, state.params, state.model_state, batch)
+    trainable = {"dense_1": grads["dense_1"]}
+    expected = np.asarray(norm_histogram(example_norms(trainable)))
+    used, stats = _used_gradient(trainer, batch)
+    np.testing.assert_array_equal(np.asarray(stats["grad_norm"]), expected)
+    # Clipped by the trainable part's norm alone: the reference sum of the clipped trainable gradients.
+    reference = clipped_sum(trainable, example_norms(trainable), 0.1)
+    np.testing.assert_allclose(used, np.concatenate([np.zeros(2 * 8 + 8), _flat(reference) / 16]), atol=1e-7)
+
+
 def test_accumulation_adds_the_clipped_sums_and_noises_once():
     batch = _batch(16)
     options = dict(clip_norm=CLIP, noise_multiplier=1.0)
@@ -177,7 +207,9 @@ def test_batch_normalization_is_refused_in_one_line():
 
 
 @pytest.mark.parametrize("options,match", [
-    (dict(clip_norm=-1.0), "per_example.clip_norm must be a number >= 0, got -1.0"),
+    (dict(clip_norm=-1.0), "per_example.clip_norm must be a finite number >= 0, got -1.0"),
+    (dict(clip_norm=float("inf")), "per_example.clip_norm must be a finite number >= 0, got inf"),
+    (dict(clip_norm=1.0, noise_multiplier=float("inf")), "per_example.noise_multiplier must be a finite number"),
     (dict(noise_multiplier=1.0), "per_example.noise_multiplier 1.0 needs per_example.clip_norm > 0"),
     (dict(clip_norm=1.0, quantiles=1), "per_example.quantiles must be True or False, got 1"),
     (dict(), "per_example needs clip_norm > 0 or quantiles=True"),
