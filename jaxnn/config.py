@@ -44,7 +44,8 @@ TRAIN_DEFAULTS = dict(
     steps_per_dispatch="auto",   # train steps per compiled call (a fused chunk); "auto": ~0.1 s a dispatch
     # Per-example gradients (training/per_example.py): DP-SGD clipping + noise, norm quantiles per epoch,
     # the privacy spent (epsilon at delta, 0: 1/examples) and the k largest-gradient examples listed after training.
-    per_example=dict(clip_norm=0.0, noise_multiplier=0.0, quantiles=False, delta=0.0, list_largest=0),
+    per_example=dict(clip_norm=0.0, noise_multiplier=0.0, quantiles=False, delta=0.0, list_largest=0,
+                     list_by="norm"),  # rank the listed examples by gradient norm or by loss
     tensorboard=True, histogram_freq=1,
     early_stopping=dict(enabled=False, monitor="val_loss", patience=3, min_delta=0.0, mode="auto",
                         restore_best_weights=True),

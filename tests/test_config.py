@@ -91,7 +91,7 @@ def test_overrides_add_the_optional_fields_and_sections_a_config_file_leaves_out
     train = build(defined["config"].value).train
     assert train["steps_per_dispatch"] == 8
     assert train["per_example"] == dict(clip_norm=1.0, noise_multiplier=1.1, quantiles=False, delta=0.0,
-                                        list_largest=0)
+                                        list_largest=0, list_by="norm")
     # A config file that lists "auto" takes "8" from the command line as a string: it is the count 8.
     assert build(set_field(load_config("fashion_mnist_seed"), "train.steps_per_dispatch", "8")).train[
         "steps_per_dispatch"] == 8

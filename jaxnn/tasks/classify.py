@@ -12,7 +12,7 @@ and evaluates, writing into the workdir:
     tensorboard/            event files: scalars per log interval and epoch, weight histograms
     history.csv, curves.png rewritten after each epoch
     largest_gradients.json/.png   with train.per_example.list_largest = k: the k training examples with the
-                                  largest gradient norms (candidates for wrong labels)
+                                  largest gradient norms, or losses (list_by="loss": wrong labels rank higher)
 
 With DP-SGD (`train.per_example.noise_multiplier` > 0) the results get `privacy`: epsilon at delta.
 results.json's `train_seconds` is the time inside `fit`.
@@ -232,7 +232,8 @@ def _per_example_results(trainer, state, experiment: Experiment, x_train, y_trai
             print_fn(f"privacy: epsilon {out['privacy']['epsilon']} at delta {out['privacy']['delta']:.3g}{members}"
                      + (f" ({out['privacy']['note']})" if "note" in out["privacy"] else ""))
     if options["list_largest"]:
-        rows = largest_gradients(trainer, state, x_train[:num_train], y_train[:num_train], k=options["list_largest"])
+        rows = largest_gradients(trainer, state, x_train[:num_train], y_train[:num_train], k=options["list_largest"],
+                                 by=options["list_by"])
         images = x_train if experiment.dataset["name"] in IMAGE_DATASETS else None
         write_largest_gradients(workdir, rows, images, experiment.data_spec.class_names)
     return out

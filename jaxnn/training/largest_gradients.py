@@ -42,15 +42,34 @@ def gradient_norms(trainer: Trainer, state, x, y, *, batch_size: int = 256) -> n
     return np.asarray(jnp.concatenate(norms))[:n]
 
 
-def largest_gradients(trainer: Trainer, state, x, y, *, k: int = 20, batch_size: int = 256) -> list[dict]:
-    """The `k` examples with the largest gradient norms, largest first: `index`, `label`, `predicted`, `norm`."""
+def example_losses(trainer: Trainer, state, x, y, *, batch_size: int = 256) -> np.ndarray:
+    """Each example's loss at `state`'s parameters in inference mode, shape (examples,)."""
+    preds = trainer.predict(state, x, batch_size=batch_size)
+    as_array = lambda tree: jax.tree_util.tree_map(jnp.asarray, tree)
+    return np.asarray(trainer.loss_fn(as_array(y), as_array(preds)), np.float64)
+
+
+RANKINGS = ("norm", "loss")
+
+
+def largest_gradients(trainer: Trainer, state, x, y, *, k: int = 20, batch_size: int = 256,
+                      by: str = "norm") -> list[dict]:
+    """The `k` examples with the largest gradient norms (`by="norm"`) or losses (`by="loss"`), largest first:
+    `index`, `label`, `predicted`, `norm`, `loss`.
+
+    The norm grows with the input's scale (a first layer's gradient is the input times the error), so bright
+    images rank high by norm; the loss ranks by the error alone, and found planted wrong labels better here
+    (docs/per_example.md).
+    """
     k = validation.positive_int("k", k)
+    validation.require("by", by, by in RANKINGS, " or ".join(map(repr, RANKINGS)))
     norms = gradient_norms(trainer, state, x, y, batch_size=batch_size)
-    top = np.argsort(-norms, kind="stable")[:k]
+    losses = example_losses(trainer, state, x, y, batch_size=batch_size)
+    top = np.argsort(-(norms if by == "norm" else losses), kind="stable")[:k]
     picked = jax.tree_util.tree_map(lambda a: np.asarray(a)[top], x)
     predicted = trainer.predict_classes(state, picked, batch_size=batch_size)
     return [{"index": int(i), "label": np.asarray(y[i]).tolist(), "predicted": np.asarray(p).tolist(),
-             "norm": float(norms[i])} for i, p in zip(top, predicted)]
+             "norm": float(norms[i]), "loss": float(losses[i])} for i, p in zip(top, predicted)]
 
 
 def write_largest_gradients(directory: str, rows: list[dict], images=None, class_names=None) -> list[str]:

@@ -52,12 +52,14 @@ class PerExample:
 
     @classmethod
     def from_options(cls, options: dict) -> PerExample | None:
-        """A config's `train.per_example` checked (its `delta` and `list_largest` too, which the task reads):
+        """A config's `train.per_example` checked (its `delta`, `list_largest` and `list_by` too, which the task reads):
         None when neither clipping nor quantiles is asked for."""
         delta, largest = options.get("delta", 0.0), options.get("list_largest", 0)
         validation.require("train.per_example.delta", delta, validation.is_number(delta) and 0 <= delta < 1,
                            "a number in [0, 1) (0: 1 / training examples)")
         validation.non_negative_int("train.per_example.list_largest", largest)
+        by = options.get("list_by", "norm")
+        validation.require("train.per_example.list_by", by, by in ("norm", "loss"), "'norm' or 'loss'")
         chosen = {f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options}
         if chosen.get("clip_norm") or chosen.get("quantiles") or chosen.get("noise_multiplier"):
             return cls(**chosen)  # noise without clipping raises here

@@ -40,6 +40,8 @@ def test_dp_sgd_run_reports_epsilon_quantiles_and_the_largest_gradients(tmp_path
     (small_config(clip_norm=-1.0), "per_example.clip_norm must be a finite number >= 0, got -1.0"),
     (small_config(quantiles=True, delta=2.0), r"train.per_example.delta must be a number in \[0, 1\)"),
     (small_config(quantiles=True, list_largest=-1), "train.per_example.list_largest must be a non-negative integer"),
+    (small_config(quantiles=True, list_largest=5, list_by="grad"),
+     "train.per_example.list_by must be 'norm' or 'loss', got 'grad'"),
     (small_config(clip=1.0), "unknown field train.per_example.clip; allowed: clip_norm, noise_multiplier"),
 ])
 def test_bad_fields_stop_before_the_workdir_is_made(tmp_path, config, match):

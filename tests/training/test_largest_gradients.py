@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from jaxnn import Dense, Sequential, Trainer, optimizers
 from jaxnn.training.largest_gradients import gradient_norms, largest_gradients, write_largest_gradients
@@ -32,6 +33,22 @@ def test_a_planted_mislabeled_example_ranks_first():
     grads, _ = example_gradients(trainer.model, trainer.loss_fn, state.params, {}, {"inputs": x[:7], "targets": y[:7]})
     np.testing.assert_allclose(gradient_norms(trainer, state, x[:7], y[:7], batch_size=4), example_norms(grads),
                                rtol=1e-5)
+
+
+def test_ranking_by_loss_lists_the_examples_the_model_gets_most_wrong():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 600).astype(np.int32)
+    x = (np.array([[6, 0], [-6, 0], [0, 7]], np.float32)[y] + rng.normal(size=(600, 2))).astype(np.float32)
+    trainer, state = _trained(x, y)
+    rows = largest_gradients(trainer, state, x, y, k=4, by="loss")
+    probs = trainer.predict(state, x)
+    losses = -np.log(probs[np.arange(600), y])
+    assert [r["index"] for r in rows] == np.argsort(-losses, kind="stable")[:4].tolist()
+    np.testing.assert_allclose([r["loss"] for r in rows], np.sort(losses)[::-1][:4], rtol=1e-5)
+    norms = gradient_norms(trainer, state, x, y)
+    assert [r["norm"] for r in rows] == [float(norms[r["index"]]) for r in rows]
+    with pytest.raises(ValueError, match="^by must be 'norm' or 'loss', got 'grad'$"):
+        largest_gradients(trainer, state, x, y, by="grad")
 
 
 def test_listing_is_written_as_json_and_an_image_grid(tmp_path):
