@@ -26,7 +26,7 @@ def test_configs_without_the_new_fields_get_the_defaults():
 
 
 @pytest.mark.parametrize("path,value,match", [
-    ("train.acumulate_steps", 2, "unknown field train.acumulate_steps; allowed: validation_split"),
+    ("train.acumulate_steps", 2, "unknown field train.acumulate_steps; allowed: epochs, batch_size, validation_split"),
     ("train.early_stopping.patiense", 2, "unknown field train.early_stopping.patiense; allowed: enabled, monitor"),
     ("checkpoint.every", 10, "unknown field checkpoint.every; allowed: save_final, every_steps"),
     ("train.accumulate_steps", 3, "train.batch_size 128 must be a multiple of train.accumulate_steps 3"),
