@@ -82,6 +82,10 @@ def one_run(config: str, overrides: list[str]) -> dict[str, float]:
         with open(env["BENCH_MARKS"]) as f:
             probe = json.load(f)
     m = probe["marks"]
+    if "data_start" not in m or "fit_start" not in m:
+        sys.exit(f"{config} {' '.join(overrides)}: this run reads no data through jaxnn.data.load_splits or trains "
+                 "no Trainer.fit (a streamed or toy dataset, another task), the phases this bench times; give an "
+                 "in-memory classify config such as configs/fashion_mnist_seed.py")
 
     def compiling(lo, hi):
         return sum(d for t, d in probe["compiles"] if lo <= t <= hi)

@@ -109,7 +109,11 @@ def _batches(name: str, split: str, data_dir: str | None, *, as_supervised: bool
     try:
         dataset = _load(tfds, name, split, data_dir, as_supervised)
     except AssertionError:  # TFDS's "could not find data in <data_dir>": not prepared there yet.
-        _prepare(tfds, name, data_dir)
+        try:
+            _prepare(tfds, name, data_dir)
+        except Exception:  # noqa: BLE001 (another process may have prepared it first: its rename won)
+            if not tfds.builder(name, data_dir=data_dir).is_prepared():
+                raise
         dataset = _load(tfds, name, split, data_dir, as_supervised)
     return list(tfds.as_numpy(dataset))
 
@@ -118,7 +122,7 @@ def _cache_split(name: str, split: str, data_dir: str | None, arrays: dict[str, 
     """Cache a split just read through TFDS, if it is a real prepared one where `cache.read` will look."""
     builder = _tfds().builder(name, data_dir=data_dir)
     if (builder.is_prepared() and builder.info.splits[split].num_examples == len(arrays["labels"])  # not mock data
-            and os.path.dirname(os.path.dirname(builder.data_dir)) == cache.default_data_dir(data_dir)):
+            and os.path.realpath(os.path.dirname(os.path.dirname(builder.data_dir))) == cache.default_data_dir(data_dir)):
         cache.write(name, split, builder.data_dir, arrays)
 
 
@@ -150,10 +154,9 @@ def image_source(name: str, split: str, *, data_dir: str | None = None) -> Array
         raise ValueError(f"only image datasets ({', '.join(IMAGE_DATASETS)}) stream, got {name!r}")
     arrays = cache.read(name, split, data_dir, mmap=True)
     if arrays is None:
-        _decoded_images(name, split, data_dir)
-        arrays = cache.read(name, split, data_dir, mmap=True)
-    if arrays is None:  # the cache could not be written (a read-only data_dir): the split stays in memory
-        arrays = _decoded_images(name, split, data_dir)
+        decoded = _decoded_images(name, split, data_dir)
+        # Memory-mapped from the cache just written; if it could not be (a read-only data_dir), in memory.
+        arrays = cache.read(name, split, data_dir, mmap=True) or decoded
     return ArraySource(arrays, transform=_scaled)
 
 

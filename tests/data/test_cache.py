@@ -49,10 +49,60 @@ def test_no_dataset_directory_is_no_cache(tmp_path):
 
 
 def test_default_data_dir_is_tfds_default(monkeypatch, tmp_path):
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path) + "/")
     assert cache.default_data_dir(None) == str(tmp_path) and cache.default_data_dir("/x") == "/x"
     monkeypatch.delenv("TFDS_DATA_DIR")
     assert cache.default_data_dir(None) == os.path.expanduser("~/tensorflow_datasets")
+    # Spellings of one directory are one cache: a trailing slash, ./, //, ~.
+    assert {cache.default_data_dir(d) for d in ("/x/data/", "/x/./data", "/x//data")} == {"/x/data"}
+    assert cache.default_data_dir("~/d") == os.path.expanduser("~/d")
+
+
+def test_the_newest_version_is_read_and_an_older_stale_one_is_not_looked_at(tmp_path, version_dir, recwarn):
+    older = tmp_path / "fashion_mnist" / "3.0.0"
+    older.mkdir()
+    cache.write("fashion_mnist", "test", str(older), {k: v[:2] for k, v in arrays().items()})
+    (older / "dataset_info.json").write_text("changed: stale")
+    cache.write("fashion_mnist", "test", str(version_dir), arrays())
+    assert len(read(tmp_path)["labels"]) == 5 and not recwarn.list
+
+
+def test_a_failed_write_leaves_no_arrays_behind(tmp_path, version_dir, monkeypatch):
+    real = cache._write_readable
+
+    def full_disk_at_the_description(path, data):
+        if path.endswith(".json"):
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(cache, "_write_readable", full_disk_at_the_description)
+    with pytest.warns(UserWarning, match="No space left on device"):
+        cache.write("fashion_mnist", "test", str(version_dir), arrays())
+    assert os.listdir(version_dir / cache.CACHE_DIR) == []
+
+
+def test_temporary_files_of_a_killed_writer_are_removed(tmp_path, version_dir):
+    directory = version_dir / cache.CACHE_DIR
+    directory.mkdir()
+    (directory / ".tmp-train.images.npyabc").write_bytes(b"half")
+    (directory / ".tmp-test.images.npyxyz").write_bytes(b"a writer at work now")
+    old = os.path.getmtime(directory / ".tmp-train.images.npyabc") - cache.ABANDONED_S - 1
+    os.utime(directory / ".tmp-train.images.npyabc", (old, old))
+    cache.write("fashion_mnist", "test", str(version_dir), arrays())
+    assert sorted(os.listdir(directory)) == [".tmp-test.images.npyxyz", "test.images.npy", "test.json",
+                                             "test.labels.npy"]
+
+
+def write_into_header(path):
+    """A brace in the .npy header's padding: the header no longer parses (a tokenizer error, not ValueError)."""
+    raw = bytearray(path.read_bytes())
+    raw[100] = ord("{")
+    path.write_bytes(bytes(raw))
+
+
+def edit_meta(version_dir, edit):
+    meta = version_dir / cache.CACHE_DIR / "test.json"
+    meta.write_text(edit(meta.read_text()))
 
 
 def flip_last_byte(path):
@@ -68,6 +118,11 @@ def flip_last_byte(path):
     (lambda d: (d / "fashion_mnist-test.tfrecord-00000-of-00001").write_bytes(b"other records"), "changed"),
     (lambda d: (d / "fashion_mnist-test.tfrecord-00000-of-00001").unlink(), "changed"),
     (lambda d: (d / cache.CACHE_DIR / "test.json").write_text("{not json"), "unreadable"),
+    (lambda d: write_into_header(d / cache.CACHE_DIR / "test.labels.npy"), "unreadable"),
+    (lambda d: edit_meta(d, lambda text: text.replace('"sha256"', '"sha257"', 1)), "unreadable"),
+    (lambda d: edit_meta(d, lambda text: text.replace('"images"', '"imagez"', 1)), "holds the arrays"),
+    (lambda d: edit_meta(d, lambda text: "null"), "not a cache's"),
+    (lambda d: edit_meta(d, lambda text: text.replace('"3.0.1"', '"3.0.0"', 1)), "another split, version"),
 ])
 def test_corrupt_or_stale_cache_is_ignored_with_a_warning(tmp_path, version_dir, damage, why):
     cache.write("fashion_mnist", "test", str(version_dir), arrays())

@@ -160,6 +160,26 @@ def test_failed_preparation_leaves_nothing_loadable(offline, monkeypatch, tmp_pa
     assert os.listdir(data_dir / "fashion_mnist") == []  # TFDS removed its incomplete.* directory
 
 
+def test_a_preparation_that_loses_the_race_to_another_process_loads_the_winners(prepared, monkeypatch):
+    data_dir, arrays = prepared
+    real_load, calls = data.loading._load, []
+
+    def not_yet_then_real(*args):
+        calls.append(args)
+        if len(calls) == 1:  # as it looked before the other process renamed its prepared copy into place
+            raise AssertionError("could not find data")
+        return real_load(*args)
+
+    def lost_the_rename(tfds, name, data_dir):
+        raise OSError(f"Cannot rename {data_dir}/{name}/incomplete.X. Destination 3.0.1 already exists.")
+
+    monkeypatch.setattr(data.loading, "_load", not_yet_then_real)
+    monkeypatch.setattr(data.loading, "_prepare", lost_the_rename)
+    images, labels = data.load_arrays("fashion_mnist", "test[:100]", data_dir=data_dir)
+    np.testing.assert_array_equal(images, arrays["test"][0][:100])
+    np.testing.assert_array_equal(labels, arrays["test"][1][:100])
+
+
 def test_mock_data_through_load_arrays(offline, tmp_path):
     with tfds.testing.mock_data(num_examples=7):
         images, labels = data.load_arrays("mnist", "train", data_dir=str(tmp_path))
