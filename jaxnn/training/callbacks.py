@@ -176,6 +176,8 @@ class ReduceLROnPlateau(Callback):
                  min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0):
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        validation.non_negative_int("ReduceLROnPlateau patience", patience)
+        validation.non_negative_int("ReduceLROnPlateau cooldown", cooldown)
         self.monitor, self.factor, self.patience = monitor, factor, patience
         self.mode, self.min_delta = resolve_mode(monitor, mode), min_delta
         self.cooldown, self.min_lr = cooldown, min_lr

@@ -10,6 +10,7 @@ warned about with their count.
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import jax
@@ -45,6 +46,28 @@ def _warn_nonfinite(name: str, a: np.ndarray) -> None:
         warnings.warn(f"{name} hold {count} NaN or inf values (in {rows} of {len(a) if a.ndim else 1} examples): "
                       "the loss and then the parameters will be NaN; drop or fill those examples",
                       stacklevel=6)  # the caller of fit or evaluate
+
+
+def as_data(tree):
+    """Nested Python lists of numbers as numpy arrays, as Keras takes them (a list or dict holding arrays, for
+    several inputs or outputs, keeps its structure); a ragged list is refused in one line."""
+    if isinstance(tree, dict):
+        return {k: as_data(v) for k, v in tree.items()}
+    if not isinstance(tree, (list, tuple)):
+        return tree
+    first = tree
+    while isinstance(first, (list, tuple)) and first:
+        first = first[0]
+    if not isinstance(first, numbers.Number):  # a structure of arrays (or empty)
+        return type(tree)(as_data(t) for t in tree)
+    try:
+        array = np.asarray(tree)
+    except ValueError:
+        array = np.empty(0, object)
+    if array.dtype == object:
+        raise ValueError("a nested list of numbers must be rectangular (every example the same shape); "
+                         "give numpy arrays")
+    return array
 
 
 def check_inputs(model: Layer, x) -> None:

@@ -50,12 +50,13 @@ from jaxnn.data.splits import split_sizes
 from jaxnn.layers.base import Layer
 from jaxnn.layers.shapes import ShapeError, as_shape, is_shape
 from jaxnn.models.children import has_frozen, trainable_mask
+from jaxnn.multi_output import MultiOutputLoss
 from jaxnn.training import feeding, programs
 from jaxnn.training.callbacks import ProgressLogger
 from jaxnn.training.dispatch import AUTO, ChunkSizes, check_steps_per_dispatch
 from jaxnn.training.guard import fresh_guard
 from jaxnn.training.history import History
-from jaxnn.training.inputs import check_inputs, check_labels
+from jaxnn.training.inputs import as_data, check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, StepsInFlight, fit_loop
 from jaxnn.training.members import (as_member_keys, broadcast, each_member, member_count, member_spec,
                                     set_hyperparams, stack)
@@ -73,7 +74,16 @@ def _num_examples(tree) -> int:
     sizes = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree_util.tree_leaves(tree)}
     if len(sizes) != 1 or None in sizes:
         raise ValueError(f"inputs and targets must share their first (example) dimension, got sizes {sorted(map(str, sizes))}")
-    return sizes.pop()
+    n = sizes.pop()
+    if n == 0:
+        raise ValueError("the inputs hold no examples (their first dimension is 0)")
+    return n
+
+
+def _is_sparse_loss(loss_fn) -> bool:
+    """Whether `loss_fn` is the built-in sparse categorical cross-entropy (options bound or not)."""
+    base = loss_fn.func if isinstance(loss_fn, functools.partial) else loss_fn
+    return base is losses.sparse_categorical_crossentropy
 
 
 def _as_key(key):
@@ -355,11 +365,18 @@ class Trainer:
         check_inputs(self.model, x)
         out = self.output_spec(state, x)
         if not isinstance(out, jax.ShapeDtypeStruct):  # several outputs: the loss checks targets per output
+            if not isinstance(self.loss_fn, MultiOutputLoss):
+                raise ValueError(f"the model has {len(jax.tree_util.tree_leaves(out))} outputs, and loss "
+                                 f"{getattr(self.loss_fn, '__name__', self.loss)!r} takes one: give "
+                                 "loss=MultiOutputLoss(...) with one loss per output (jaxnn.multi_output)")
             spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), np.asarray(a).dtype), y)
             try:
                 jax.eval_shape(self.loss_fn, spec, out)
             except (ValueError, TypeError) as e:
                 raise ValueError(f"targets do not fit the model's outputs under this loss: {e}") from None
+            for k, loss_fn in self.loss_fn.losses.items():
+                if loss_fn is not None:
+                    self._check_labels(np.asarray(y[k]), out[k], loss_fn)
             return n
         y = np.asarray(y)
         target_spec = jax.ShapeDtypeStruct((out.shape[0], *y.shape[1:]), y.dtype)
@@ -371,8 +388,15 @@ class Trainer:
         if not per_example.shape or per_example.shape[0] != out.shape[0]:
             raise ValueError(f"the loss must return one value per example, shape (batch,), got {per_example.shape} "
                              f"for a batch of {out.shape[0]}")
-        check_labels(y, sparse=out.shape[-1] > 1 and y.ndim == len(out.shape) - 1, num_classes=out.shape[-1])
+        self._check_labels(y, out, self.loss_fn)
         return n
+
+    @staticmethod
+    def _check_labels(y: np.ndarray, out: jax.ShapeDtypeStruct, loss_fn) -> None:
+        """Targets `y` of one output `out`: whole class ids in range for a sparse loss (the built-in one, with
+        labels shaped (batch,) or (batch, 1), or any loss given one label per prediction of several classes)."""
+        sparse = _is_sparse_loss(loss_fn) or (out.shape[-1] > 1 and y.ndim == len(out.shape) - 1)
+        check_labels(y, sparse=sparse, num_classes=out.shape[-1])
 
     # -- loops --------------------------------------------------------------------
     def _zero_stats(self, state, data, batch_size, train=False):
@@ -432,6 +456,7 @@ class Trainer:
         example counted exactly once (padding weighs 0); for an ensemble, one dict per member."""
         batch_size = self._batch_size(batch_size)
         _check_live(state)
+        x, y = as_data(x), as_data(y)
         if feeding.is_source(x):
             return feeding.evaluate(self, state, x, y, batch_size)
         self.check_data(state, x, y)
@@ -443,6 +468,8 @@ class Trainer:
         ensemble, with a leading member axis (their mean over it is the ensemble's prediction)."""
         batch_size = self._batch_size(batch_size)
         _check_live(state)
+        x = as_data(x)
+        _num_examples(x)
         check_inputs(self.model, x)
         self.output_spec(state, x)
         data, n, num_batches = self._padded(x, None, batch_size)
@@ -490,6 +517,9 @@ class Trainer:
         The input `state` is donated: use the returned one.
         """
         _check_live(state)
+        if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
+            raise ValueError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}: write "
+                             f"callbacks=[{type(callbacks).__name__}(...)]")
         epochs = validation.positive_int("epochs", epochs)
         batch_size = self._batch_size(batch_size)
         log_every_steps = validation.positive_int("log_every_steps", log_every_steps)
@@ -507,6 +537,7 @@ class Trainer:
             return feeding.fit(self, state, x, y, batch_size=batch_size, validation_data=validation_data,
                                validation_split=validation_split, class_weight=class_weight,
                                sample_weight=sample_weight, **loop_options)
+        x, y = as_data(x), as_data(y)
         n = self.check_data(state, x, y)
         weights = _example_weights(y, n, sample_weight, class_weight)
         if validation_split:
@@ -518,6 +549,7 @@ class Trainer:
         if n < batch_size:
             raise ValueError(f"batch_size {batch_size} is larger than the {n} training examples")
         if validation_data is not None:
+            validation_data = tuple(as_data(a) for a in validation_data)
             self.check_data(state, *validation_data)
             val_data, _, val_batches = self._padded(*validation_data, batch_size)
 

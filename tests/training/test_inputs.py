@@ -45,6 +45,10 @@ API_CASES = [
     ("string_labels", IMAGES, LABELS.astype(str), "labels must be numbers"),
     ("wrong_shape", RNG.uniform(0, 1, (N, 5, 5)).astype(np.float32), LABELS, "do not fit the model"),
     ("count_mismatch", IMAGES, LABELS[:-1], "must share their first"),
+    ("label_column_too_large", IMAGES, np.where(np.arange(N) == 3, 10, LABELS)[:, None], r"labels must be in \[0, 10\)"),
+    ("label_column_fractional", IMAGES, (LABELS + 0.5)[:, None], "labels must be whole class ids"),
+    ("no_examples", IMAGES[:0], LABELS[:0], r"the inputs hold no examples \(their first dimension is 0\)"),
+    ("ragged_list", [[0.0] * 16, [0.0] * 15] * 32, LABELS, "a nested list of numbers must be rectangular"),
 ]
 
 
@@ -115,3 +119,51 @@ def test_device_arrays_are_checked_once_per_trainer_and_host_arrays_every_time(m
     assert len(checks) == 3  # the placed pair once, the numpy pair (mutable) each time
     state, _ = trainer.fit(state, *jax.device_put((x, y)), epochs=1, verbose=0)
     assert len(checks) == 4  # other arrays: checked
+
+
+def test_python_lists_are_taken_as_arrays(mlp):
+    trainer, state = mlp
+    as_arrays = trainer.evaluate(state, IMAGES, LABELS)
+    assert trainer.evaluate(state, IMAGES.tolist(), LABELS.tolist()) == as_arrays
+    np.testing.assert_array_equal(trainer.predict(state, IMAGES.tolist()), trainer.predict(state, IMAGES))
+    with pytest.raises(ValueError, match="the inputs hold no examples"):
+        trainer.predict(state, IMAGES[:0])
+
+
+def test_a_sparse_loss_on_one_sigmoid_unit_refuses_labels_of_1():
+    trainer = Trainer(Sequential([Flatten(), Dense(1, "sigmoid")]), loss="sparse_categorical_crossentropy",
+                      optimizer="sgd")
+    with pytest.raises(ValueError, match=r"^labels must be in \[0, 1\) for a model with 1 outputs, found \[1\]$"):
+        trainer.fit(trainer.init(0, (4, 4)), IMAGES, LABELS % 2, epochs=1, verbose=0)
+
+
+def test_each_output_of_a_multi_output_model_has_its_labels_checked():
+    from jaxnn import Input, Model
+    from jaxnn.multi_output import MultiOutputLoss
+
+    inputs = Input((4, 4))
+    hidden = Dense(8, "relu")(Flatten()(inputs))
+    model = Model(inputs, {"c": Dense(3, "softmax")(hidden), "r": Dense(1)(hidden)})
+    trainer = Trainer(model, loss=MultiOutputLoss({"c": "sparse_categorical_crossentropy", "r": "mse"}),
+                      optimizer="sgd", metrics=())
+    state, r = trainer.init(0, (4, 4)), np.zeros((N, 1), np.float32)
+    with pytest.raises(ValueError, match=r"^labels must be in \[0, 3\) for a model with 3 outputs, found \[5\]$"):
+        trainer.evaluate(state, IMAGES, {"c": np.full(N, 5), "r": r})
+    with pytest.raises(ValueError, match="labels must be whole class ids"):
+        trainer.evaluate(state, IMAGES, {"c": np.full(N, 1.5), "r": r})
+    assert set(trainer.evaluate(state, IMAGES, {"c": LABELS % 3, "r": r})) == {"loss", "c_loss", "r_loss"}
+    one_loss = Trainer(model, loss="mse", optimizer="sgd", metrics=())
+    with pytest.raises(ValueError, match=r"^the model has 2 outputs, and loss 'mean_squared_error' takes one: give "
+                                         r"loss=MultiOutputLoss"):
+        one_loss.evaluate(state, IMAGES, {"c": r, "r": r})
+
+
+def test_callbacks_that_are_no_list_are_named(mlp):
+    from jaxnn.callbacks import EarlyStopping, ReduceLROnPlateau
+
+    trainer, state = mlp
+    with pytest.raises(ValueError, match=r"^callbacks must be a list of callbacks, got EarlyStopping: write "
+                                         r"callbacks=\[EarlyStopping\(...\)\]$"):
+        trainer.fit(state, IMAGES, LABELS, callbacks=EarlyStopping(), verbose=0)
+    with pytest.raises(ValueError, match="ReduceLROnPlateau patience must be a non-negative integer, got -1"):
+        ReduceLROnPlateau(patience=-1)
