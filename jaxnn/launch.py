@@ -118,8 +118,12 @@ def first_failure(codes: list[int | None]) -> int | None:
     return min(failed, key=lambda i: (codes[i] > 0, i), default=None)
 
 
-def supervise(children: _Children) -> int:
-    """Wait for the children; the first to fail stops the others, unless a forwarded signal asked them all to stop."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def supervise(children: _Children, pending=()) -> int:
+    """Wait for the children; the first to fail stops the others, unless a forwarded signal asked them all to stop.
+    `pending`: stop signals that came while the children were starting, forwarded now."""
     forwarded = []
 
     def forward(signum, frame):
@@ -127,8 +131,10 @@ def supervise(children: _Children) -> int:
         # A second signal means "now": the children get SIGKILL.
         children.signal(signum if len(forwarded) == 1 else signal.SIGKILL)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, forward)
+    for signum in list(pending):
+        forward(signum, None)
     while True:
         codes = [proc.poll() for proc in children.procs]
         failed = first_failure(codes)
@@ -145,9 +151,12 @@ def supervise(children: _Children) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    pending = []  # a stop signal while the children start (their output may already be copied) is kept
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda signum, frame: pending.append(signum))
     children = _Children(args.command, args.num_processes, args.port or free_port())
     try:
-        return supervise(children)
+        return supervise(children, pending)
     finally:
         children.finish_output()
 
