@@ -46,6 +46,7 @@ FORMATS = ("stablehlo", "tf_saved_model")
 STABLEHLO_FILE = "model.stablehlo"
 METADATA_FILE = "export.json"
 PLATFORMS = ("cpu", "cuda")
+KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # jax.export's names
 
 
 def export(model, variables, path, *, format: str = "stablehlo", input_shape=None, dtype="float32",
@@ -61,6 +62,9 @@ def export(model, variables, path, *, format: str = "stablehlo", input_shape=Non
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; allowed: {', '.join(FORMATS)}")
+    if (isinstance(platforms, str) or not isinstance(platforms, (list, tuple)) or not platforms
+            or any(p not in KNOWN_PLATFORMS for p in platforms)):
+        raise ValueError(f"platforms must be a non-empty list of {', '.join(KNOWN_PLATFORMS)}, got {platforms!r}")
     path = os.fspath(path)
     _check_target(path, overwrite)
     params, model_state = split_variables(variables)

@@ -78,9 +78,11 @@ SCHEDULES.register("step_decay", functools.partial(exponential_decay, staircase=
 def warmup_cosine(learning_rate: float, total_steps: int, warmup_steps: int = 0, decay_steps: int = 0,
                   init_value: float = 0.0, end_value: float = 0.0):
     """Linear warm-up from `init_value` to lr over `warmup_steps`, then cosine decay to `end_value`."""
+    whole_run = " (the whole run's steps)" if not decay_steps else ""
     decay_steps = decay_steps or total_steps
     if not 0 <= warmup_steps < decay_steps:
-        raise ValueError(f"schedule warmup_steps must be in [0, decay_steps={decay_steps}), got {warmup_steps}")
+        raise ValueError(f"schedule warmup_steps must be in [0, decay_steps={decay_steps}{whole_run}), got "
+                         f"{warmup_steps}")
     return optax.warmup_cosine_decay_schedule(init_value, learning_rate, warmup_steps, decay_steps, end_value)
 
 

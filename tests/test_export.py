@@ -199,6 +199,9 @@ def test_variables_that_do_not_match(change, message, tmp_path):
     ({"input_shape": (28, 0, 1)}, "input_shape must be a tuple of positive ints or None"),
     ({"input_shape": (28, 28, 1), "dtype": "float33"}, "dtype must name dtypes"),
     ({"input_shape": (28, 28, 1), "dtype": ("float32", "int32")}, "dtype must name dtypes"),
+    ({"input_shape": (28, 28, 1), "platforms": ("tpux",)},
+     r"platforms must be a non-empty list of cpu, cuda, rocm, tpu, got \('tpux',\)"),
+    ({"input_shape": (28, 28, 1), "platforms": "cpu"}, "platforms must be a non-empty list"),
 ])
 def test_bad_arguments(kwargs, message, tmp_path):
     model, variables, _, _ = _mlp()

@@ -103,7 +103,7 @@ def test_the_learning_rate_can_be_set_when_constant_but_not_under_a_schedule():
     (dict(schedule_options={"name": "warmup_cosine", "warmup_step": 3}),
      "unknown option.* warmup_step for schedule 'warmup_cosine'; allowed: warmup_steps, decay_steps"),
     (dict(schedule_options={"name": "warmup_cosine", "warmup_steps": 20}, total_steps=10),
-     r"warmup_steps must be in \[0, decay_steps=10\), got 20"),
+     r"warmup_steps must be in \[0, decay_steps=10 \(the whole run's steps\)\), got 20"),
     (dict(schedule_options={"name": "exponential_decay", "decay_steps": -1}),
      "decay_steps must be a non-negative integer, got -1"),
     (dict(global_clipnorm=0.0), "global_clipnorm must be positive, got 0.0"),
