@@ -313,22 +313,24 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     highest = SEEDS[1] - (sweep_cfg["seeds"] - 1)  # a sweep's members take seed, seed + 1, ...
     validation.require("seed", seed, validation.is_int(seed) and SEEDS[0] <= seed <= highest,
                        f"an integer in [{SEEDS[0]}, {highest}]")
+    settable = ()  # the optimizer hyperparameters a callback or a sweep may set
     if train["reduce_lr_on_plateau"]["enabled"] or sweep.hyperparams(sweep_cfg):
         # A bare constant schedule is the plain rate: left out, the rate is settable (per member, by the callback).
         optimizer_section = optimizers.without_constant_schedule(optimizer_section)
-    if train["reduce_lr_on_plateau"]["enabled"]:
         settable = optimizers.settable_hyperparams(jax.eval_shape(
             build_optimizer(optimizer_section, NOMINAL_STEPS).init, params))
+    if train["reduce_lr_on_plateau"]["enabled"]:
         validation.require("train.reduce_lr_on_plateau.enabled", True, "learning_rate" in settable,
                            "False when the learning rate follows a schedule (optimizer.schedule "
                            f"{optimizer_section.get('schedule')!r}): the callback sets a constant rate")
     if sweep.is_sweep(sweep_cfg):
         validation.require("train.per_example.list_largest", train["per_example"]["list_largest"],
                            not train["per_example"]["list_largest"], "0 with a sweep (it lists one model's examples)")
-        validation.require("dataset.in_memory", dataset.get("in_memory", True), dataset.get("in_memory", True) is True,
+        in_memory = dataset.get("in_memory", True)
+        validation.require("dataset.in_memory", in_memory, in_memory is True,
                            "True with a sweep (an ensemble trains from arrays in memory, not a stream)")
         sweep.check_sweep(sweep_cfg, optimizer_section, functools.partial(build_optimizer, total_steps=NOMINAL_STEPS),
-                          params, mesh)
+                          settable, mesh)
         members = tuple(sweep.members(sweep_cfg, seed))
     optimizer = functools.partial(build_optimizer, optimizer_section)
     return Experiment(model=model, loss=loss_fn, optimizer=optimizer, metrics=metric_names, data_spec=info,

@@ -179,12 +179,22 @@ def ctc(labels, logits, *, blank_id: int = 0):
                           label_paddings, blank_id=blank_id)
 
 
+# The least total weight a weighted mean divides by: a batch of weight 0 has mean 0, not 0/0.
+MIN_TOTAL_WEIGHT = 1e-12
+
+
 def reduce(per_example, weights=None):
     """Weighted mean of per-example losses (plain mean without weights)."""
     if weights is None:
         return jnp.mean(per_example)
     weights = jnp.broadcast_to(jnp.asarray(weights, per_example.dtype), per_example.shape)
-    return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1e-12)
+    return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), MIN_TOTAL_WEIGHT)
+
+
+def is_sparse_categorical(loss_fn) -> bool:
+    """Whether `loss_fn` is the built-in sparse categorical cross-entropy (options bound or not)."""
+    base = loss_fn.func if isinstance(loss_fn, functools.partial) else loss_fn
+    return base is sparse_categorical_crossentropy
 
 
 def class_weights(targets, class_weight: dict) -> jax.Array:

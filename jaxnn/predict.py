@@ -15,7 +15,6 @@ A bad argument, input or workdir stops with one line and exit status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -120,10 +119,8 @@ def parse_args(argv):
 def load_models(workdir: str, member: int | None = None):
     """`(config, data spec, [(model, variables), ...])` of a train.py run or of a model directory it wrote:
     one model, or a sweep's members (all of them, or `member` alone)."""
-    import ml_collections
-
     from jaxnn.config import build
-    from jaxnn.saving import CONFIG_FILE, MODEL_FILE, load_experiment, load_model
+    from jaxnn.saving import CONFIG_FILE, MODEL_FILE, load_experiment, load_model, read_config
     from jaxnn.training.members import member as member_of
 
     if os.path.isfile(os.path.join(workdir, MODEL_FILE)):  # model/ or model/member_<i>/: its config beside it
@@ -131,8 +128,7 @@ def load_models(workdir: str, member: int | None = None):
         if not os.path.isfile(config_file):
             raise ValueError(f"the model in {workdir} has no {CONFIG_FILE} (the run's config, for the class "
                              "names): give the train.py workdir, or use jaxnn.load_model in Python")
-        with open(config_file) as f:
-            config = ml_collections.ConfigDict(json.load(f))
+        config = read_config(workdir)
         if member is not None:
             raise ValueError(f"--member picks a member of a sweep's workdir; {workdir} is one model")
         return config, build(config).data_spec, [load_model(workdir)]

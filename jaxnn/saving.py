@@ -26,6 +26,7 @@ from jaxnn.export import check_variables, example_shapes, split_variables
 from jaxnn.io import publish_dir
 from jaxnn.layers.shapes import abstract_init, is_shape
 from jaxnn.models.serialization import deserialize, serialize
+from jaxnn.training.members import members_spec
 
 MODEL_FORMAT = "jaxnn.model"
 FORMAT_VERSION = 1
@@ -108,10 +109,18 @@ def _read_variables(path: str, model, shapes, members: int | None = None) -> dic
     _, params, model_state = abstract_init(model, full)
     like = {"params": params, "model_state": model_state}
     if members is not None:
-        like = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((members, *a.shape), a.dtype), like)
+        like = members_spec(like, members)
     if not os.path.isdir(path):
         raise ValueError(f"{path} is missing: the model's parameters are not there")
     return load_tree(path, like=like)
+
+
+def read_config(directory: str):
+    """The `config.json` a run wrote into `directory` (a workdir or a model directory), as a ConfigDict."""
+    import ml_collections
+
+    with open(os.path.join(directory, CONFIG_FILE)) as f:
+        return ml_collections.ConfigDict(json.load(f))
 
 
 def load_experiment(workdir, *, members: bool = False):
@@ -119,8 +128,6 @@ def load_experiment(workdir, *, members: bool = False):
 
     A sweep's run is refused unless `members`: then its variables keep the members' leading axis.
     """
-    import ml_collections
-
     from jaxnn.config import build
 
     workdir = os.fspath(workdir)
@@ -130,8 +137,7 @@ def load_experiment(workdir, *, members: bool = False):
     file = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(file):
         raise ValueError(f"{workdir} is not a finished train.py run (no {CONFIG_FILE})")
-    with open(file) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = read_config(workdir)
     task = config.get("task", "classify")
     if task != "classify":
         raise ValueError(f"{workdir} is a {task!r} run; load_run reads classify runs (save_model/load_model take any)")

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import itertools
 
-import jax
 import ml_collections
 
-from jaxnn import optimizers, validation
+from jaxnn import validation
 
 SWEEP_DEFAULTS = dict(seeds=1, learning_rate=())
 
@@ -56,17 +55,15 @@ def member_hyperparams(member_list: list[dict]) -> dict | None:
     return {name: [m["hyperparams"][name] for m in member_list] for name in names} or None
 
 
-def check_sweep(options: dict, optimizer_section: dict, build_optimizer, abstract_params, mesh) -> None:
-    """Refuse a sweep the run cannot do: a mesh of several devices, a hyperparameter the optimizer does not
-    inject (or that follows a schedule), a value the optimizer refuses. `optimizer_section` is the one the
-    members share (a bare constant schedule already left out: `optimizers.without_constant_schedule`)."""
+def check_sweep(options: dict, optimizer_section: dict, build_optimizer, settable, mesh) -> None:
+    """Refuse a sweep the run cannot do: a mesh of several devices, a hyperparameter not among the ones the
+    optimizer lets set (`settable`: injected, no schedule), a value the optimizer refuses. `optimizer_section`
+    is the one the members share (a bare constant schedule already left out:
+    `optimizers.without_constant_schedule`)."""
     if mesh.devices.size > 1:
         raise ValueError(f"a sweep trains its members on one device, but the mesh {dict(mesh.shape)} spans "
                          f"{mesh.devices.size}: set mesh.data=1 and mesh.fsdp=1")
-    swept = hyperparams(options)
-    tx = build_optimizer(optimizer_section)
-    settable = optimizers.settable_hyperparams(jax.eval_shape(tx.init, abstract_params))
-    for name, values in swept.items():
+    for name, values in hyperparams(options).items():
         validation.require(f"sweep.{name}", name, name in settable,
                            f"a hyperparameter the optimizer injects without a schedule: "
                            f"{', '.join(settable) or 'none'}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxnn import validation
 from jaxnn.io import write_atomic
-from jaxnn.training.per_example import example_norms, trainable_only
+from jaxnn.training.per_example import LIST_BY, example_norms, trainable_only
 from jaxnn.training.steps import example_gradients
 from jaxnn.training.trainer import Trainer
 
@@ -49,9 +49,6 @@ def example_losses(trainer: Trainer, state, x, y, *, batch_size: int = 256) -> n
     return np.asarray(trainer.loss_fn(as_array(y), as_array(preds)), np.float64)
 
 
-RANKINGS = ("norm", "loss")
-
-
 def largest_gradients(trainer: Trainer, state, x, y, *, k: int = 20, batch_size: int = 256,
                       by: str = "norm") -> list[dict]:
     """The `k` examples with the largest gradient norms (`by="norm"`) or losses (`by="loss"`), largest first:
@@ -62,7 +59,7 @@ def largest_gradients(trainer: Trainer, state, x, y, *, k: int = 20, batch_size:
     (docs/per_example.md).
     """
     k = validation.positive_int("k", k)
-    validation.require("by", by, by in RANKINGS, " or ".join(map(repr, RANKINGS)))
+    validation.require("by", by, by in LIST_BY, " or ".join(map(repr, LIST_BY)))
     norms = gradient_norms(trainer, state, x, y, batch_size=batch_size)
     losses = example_losses(trainer, state, x, y, batch_size=batch_size)
     top = np.argsort(-(norms if by == "norm" else losses), kind="stable")[:k]

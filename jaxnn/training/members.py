@@ -70,6 +70,11 @@ def member_spec(tree):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype), tree)
 
 
+def members_spec(tree, count: int):
+    """The shapes and dtypes of `count` members stacked from one member's `tree` (`member_spec`'s inverse)."""
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((count, *np.shape(a)), a.dtype), tree)
+
+
 @jax.jit
 def stack(trees: list):
     """The members' trees stacked along a new leading member axis, as one program (compiled once per tree

@@ -27,6 +27,7 @@ from jaxnn.models.children import has_frozen, trainable_mask
 NORM_BINS, LOG10_MIN, LOG10_MAX = 1024, -6.0, 6.0
 QUANTILES = {"grad_norm_p50": 0.5, "grad_norm_p90": 0.9, "grad_norm_p99": 0.99, "grad_norm_max": 1.0}
 HISTOGRAM_KEY = "grad_norm"
+LIST_BY = ("norm", "loss")  # how the largest-gradient listing ranks the training examples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +60,7 @@ class PerExample:
                            "a number in [0, 1) (0: 1 / training examples)")
         validation.non_negative_int("train.per_example.list_largest", largest)
         by = options.get("list_by", "norm")
-        validation.require("train.per_example.list_by", by, by in ("norm", "loss"), "'norm' or 'loss'")
+        validation.require("train.per_example.list_by", by, by in LIST_BY, " or ".join(map(repr, LIST_BY)))
         chosen = {f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options}
         if chosen.get("clip_norm") or chosen.get("quantiles") or chosen.get("noise_multiplier"):
             return cls(**chosen)  # noise without clipping raises here

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxnn.layers.base import Layer
-from jaxnn.losses import reduce
+from jaxnn.losses import MIN_TOTAL_WEIGHT, reduce
 from jaxnn.metrics import Mean
 from jaxnn.training import per_example as per_example_lib
 from jaxnn.training.precision import get_policy
@@ -136,7 +136,7 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
         if accumulate_steps > 1 or per_example is not None:
             # Floored as in `losses.reduce`: a batch of weight 0 adds nothing (and its noise is left out below).
             total_weight = (jnp.asarray(jax.tree_util.tree_leaves(batch["targets"])[0].shape[0], jnp.float32)
-                            if weights is None else jnp.maximum(jnp.sum(weights), 1e-12))
+                            if weights is None else jnp.maximum(jnp.sum(weights), MIN_TOTAL_WEIGHT))
         if accumulate_steps == 1:
             grads, (model_state, stats) = grad_fn(state.params, state.model_state, batch, state.step_key(),
                                                   total_weight)
@@ -164,7 +164,7 @@ def make_train_step(model: Layer, loss_fn: LossFn, tx: optax.GradientTransformat
         elif per_example.noise_multiplier:  # once per step, from its own stream: other draws stay as they were
             noise = per_example_lib.gaussian_noise(derive_key(state.key, NOISE_STREAM, state.step), grads,
                                                    per_example.noise_multiplier * per_example.clip_norm)
-            weighted = total_weight >= 1e-6  # a batch of no weight: no noise either, so no update at all
+            weighted = total_weight > MIN_TOTAL_WEIGHT  # a batch of no weight: no noise either, so no update
             grads = jax.tree_util.tree_map(lambda g, z: g + jnp.where(weighted, z / total_weight, 0.0), grads, noise)
         return grads, model_state, stats
 

@@ -59,7 +59,7 @@ from jaxnn.training.history import History
 from jaxnn.training.inputs import as_data, check_inputs, check_labels
 from jaxnn.training.loop import Callback, Run, StepsInFlight, fit_loop
 from jaxnn.training.members import (as_member_keys, broadcast, each_member, member_count, member_spec,
-                                    set_hyperparams, stack)
+                                    members_spec, set_hyperparams, stack)
 from jaxnn.training.per_example import (HISTOGRAM_KEY, PerExample, as_per_example, refuse_model_state,
                                         zero_histogram)
 from jaxnn.training.precision import LossScale, get_policy
@@ -79,11 +79,6 @@ def _num_examples(tree) -> int:
         raise ValueError("the inputs hold no examples (their first dimension is 0)")
     return n
 
-
-def _is_sparse_loss(loss_fn) -> bool:
-    """Whether `loss_fn` is the built-in sparse categorical cross-entropy (options bound or not)."""
-    base = loss_fn.func if isinstance(loss_fn, functools.partial) else loss_fn
-    return base is losses.sparse_categorical_crossentropy
 
 
 def _as_key(key):
@@ -282,7 +277,7 @@ class Trainer:
         `jax.ShapeDtypeStruct`s carrying their shardings; nothing computed."""
         _, abstract = self._compiled_init(input_shape)
         if members is not None:
-            abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((members, *a.shape), a.dtype), abstract)
+            abstract = members_spec(abstract, members)
         return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                       abstract, self.state_shardings(abstract))
 
@@ -308,8 +303,7 @@ class Trainer:
         # Members one by one with the one-model program (the values vmap would give; its compile is shared),
         # then stacked: an ensemble's init compiles only the small stacking program.
         stacked = stack([one_init(k) for k in keys])
-        shardings = self.state_shardings(jax.tree_util.tree_map(
-            lambda a: jax.ShapeDtypeStruct((len(keys), *a.shape), a.dtype), abstract))
+        shardings = self.state_shardings(members_spec(abstract, len(keys)))
         state = jax.device_put(stacked, shardings)
         if hyperparams:
             state = state.replace(opt_state=set_hyperparams(state.opt_state, hyperparams, len(keys)))
@@ -395,7 +389,7 @@ class Trainer:
     def _check_labels(y: np.ndarray, out: jax.ShapeDtypeStruct, loss_fn) -> None:
         """Targets `y` of one output `out`: whole class ids in range for a sparse loss (the built-in one, with
         labels shaped (batch,) or (batch, 1), or any loss given one label per prediction of several classes)."""
-        sparse = _is_sparse_loss(loss_fn) or (out.shape[-1] > 1 and y.ndim == len(out.shape) - 1)
+        sparse = losses.is_sparse_categorical(loss_fn) or (out.shape[-1] > 1 and y.ndim == len(out.shape) - 1)
         check_labels(y, sparse=sparse, num_classes=out.shape[-1])
 
     # -- loops --------------------------------------------------------------------
@@ -469,7 +463,6 @@ class Trainer:
         batch_size = self._batch_size(batch_size)
         _check_live(state)
         x = as_data(x)
-        _num_examples(x)
         check_inputs(self.model, x)
         self.output_spec(state, x)
         data, n, num_batches = self._padded(x, None, batch_size)
