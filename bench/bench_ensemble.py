@@ -1,6 +1,11 @@
 """vmap ensembles: M seed models of the seed config in one jitted step against one model, on Fashion-MNIST.
 
     python bench/bench_ensemble.py [--members 8] [--epochs 5] [--rounds 3] [--conv-steps 20] [--train-py-rounds 3]
+                                   [--data FILE.npz] [--save-data FILE.npz]
+
+`--save-data` writes the Fashion-MNIST arrays this bench trains on (read through TFDS, as `load_splits` gives
+them) to a compressed .npz of 31 MB and exits; `--data` reads them from there instead of TFDS: for a machine
+without TFDS or TensorFlow, such as a lent GPU machine (use `--train-py-rounds 0` there, as train.py reads TFDS).
 
 Prints:
   - wall time of `fit` for one model and for `--members` members at once (the seed
@@ -48,6 +53,22 @@ def fit(keys, x, y, epochs: int):
                                  validation_split=0.2, verbose=0)
     jax.block_until_ready(state.params)
     return time.perf_counter() - start, trainer, state, history
+
+
+def save_arrays(path: str) -> None:
+    """The train and test splits as `load_splits` gives them, stored as uint8 pixels (x255: the same floats back)."""
+    (x, y), (x_test, y_test) = load_splits("fashion_mnist", ["train", "test"])
+    pixels = {name: np.rint(a * 255).astype(np.uint8) for name, a in (("x_train", x), ("x_test", x_test))}
+    for name, a in (("x_train", x), ("x_test", x_test)):
+        if not np.array_equal(np.divide(pixels[name], 255, dtype=np.float32), a):
+            sys.exit(f"{name} is not a whole number of 255ths: cannot store it as uint8 pixels")
+    np.savez_compressed(path, y_train=y, y_test=y_test, **pixels)
+
+
+def load_arrays(path: str):
+    """`((x, y), (x_test, y_test))` from a `save_arrays` file."""
+    with np.load(path) as data:
+        return [(np.divide(data[f"x_{s}"], 255, dtype=np.float32), data[f"y_{s}"]) for s in ("train", "test")]
 
 
 def largest_difference(a: dict, b: dict) -> float:
@@ -143,8 +164,13 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--conv-steps", type=int, default=20)
     parser.add_argument("--train-py-rounds", type=int, default=3, help="0: skip the train.py comparison")
+    parser.add_argument("--data", help="read the arrays from this --save-data file instead of TFDS")
+    parser.add_argument("--save-data", help="write the arrays to this .npz and exit")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    (x, y), (x_test, y_test) = load_splits("fashion_mnist", ["train", "test"])
+    if args.save_data:
+        return save_arrays(args.save_data)
+    (x, y), (x_test, y_test) = (load_arrays(args.data) if args.data
+                                else load_splits("fashion_mnist", ["train", "test"]))
     seeds = list(range(args.members))
     fit(0, x, y, 1), fit(seeds, x, y, 1)  # compile both
     one, many = [], []

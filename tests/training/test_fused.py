@@ -6,7 +6,7 @@ import pytest
 from fit_helpers import blobs, classifier, fit, params
 
 from jaxnn import Dense, Dropout, Sequential, Trainer, optimizers
-from jaxnn.training import dispatch
+from jaxnn.training import dispatch, programs
 from jaxnn.training.callbacks import LambdaCallback
 from jaxnn.training.guard import NonFinite
 
@@ -43,7 +43,33 @@ def test_sample_weights_and_no_shuffle_fused():
     _same(*runs)
 
 
-def test_check_finite_names_the_exact_step_inside_a_chunk():
+@pytest.mark.parametrize("options", [dict(), dict(check_finite=True), dict(accumulate_steps=4)],
+                         ids=["plain", "check_finite", "accumulate"])
+def test_chunks_of_several_blocks_give_the_per_step_history_and_state_bit_for_bit(options, monkeypatch):
+    # Blocks of 4 (a loop of known length): a chunk of 15 is three blocks and 3 steps one at a time, a chunk
+    # of 8 two blocks, the epoch's last chunk of 7 one block and 3 steps.
+    monkeypatch.setattr(programs, "BLOCK_STEPS", 4)
+    runs = [fit(classifier(**options), epochs=3, steps_per_dispatch=k) for k in (1, 8, 15)]
+    for other in runs[1:]:
+        _same(runs[0], other)
+
+
+def test_evaluation_in_blocks_adds_the_batches_in_order(monkeypatch):
+    x, y = blobs(300)
+    state = classifier().init(0, (2,))
+    results = []
+    for block_steps in (10**9, 4):  # one loop of every batch; blocks of 4 batches, then the rest one at a time
+        monkeypatch.setattr(programs, "BLOCK_STEPS", block_steps)
+        results.append(classifier().evaluate(state, x, y, batch_size=8))  # 38 batches: the last one padded
+    assert results[0] == results[1]
+    probs = classifier().predict(state, x)
+    expected = -np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1)))
+    np.testing.assert_allclose(results[1]["loss"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("block_steps", [programs.BLOCK_STEPS, 2])
+def test_check_finite_names_the_exact_step_inside_a_chunk(block_steps, monkeypatch):
+    monkeypatch.setattr(programs, "BLOCK_STEPS", block_steps)  # 2: the bad step is inside a block of steps 6, 7
     x, y = blobs(320)
     x[6 * 32 + 3, 1] = np.nan  # step 6 (no shuffling) is the first bad one, inside the chunk of steps 4..7
     trainer = Trainer(Sequential([Dense(16, "tanh"), Dense(3, "softmax")]),
