@@ -125,6 +125,7 @@ def test_an_output_without_a_loss_logs_none_and_clashing_metric_names_are_refuse
         Trainer(two_headed(), loss=loss, optimizer="adam",
                 metrics=[OutputMetric("digit", MeanOf("loss", lambda t, p: -jnp.log(p.max(-1))))])
     with pytest.raises(ValueError, match="metric 'accuracy' does not say which output it measures"):
-        Trainer(two_headed(), loss=loss, optimizer="adam")  # the default metrics=("accuracy",)
+        Trainer(two_headed(), loss=loss, optimizer="adam", metrics=["accuracy"])
+    assert Trainer(two_headed(), loss=loss, optimizer="adam").metrics == ()  # no default metric for several outputs
     with pytest.raises(ValueError, match="two metrics would be logged as 'accuracy'"):
         Trainer(two_headed(), loss="mse", optimizer="adam", metrics=["accuracy", "accuracy"])

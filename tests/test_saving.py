@@ -81,14 +81,23 @@ def flax_linen():
     return Sequential([FlaxModule(CNN(features=2), name="cnn"), Dense(2, activation=jaxnn.activations.relu)]), (5, 5, 1)
 
 
+FLAX_DENSE = flax.linen.Dense(4)  # its fields are not all plain values: saved by name, given back as this instance
+
+
+def flax_dense_beside_dense():
+    # The Flax module is saved under its class name, "Dense": loading must still build jaxnn's Dense as Dense.
+    return Sequential([FlaxModule(FLAX_DENSE, name="flax_dense"), Dense(2)]), (3,)
+
+
 def recurrent():
     return Sequential([Embedding(20, 4, mask_zero=True), Bidirectional(LSTM(3, return_sequences=True)),
                        LSTM(2)]), (7,)
 
 
 CUSTOM = {"scale_init": scale_init, "scale_apply": scale_apply, "swish_ish": swish_ish, "make_tiny": make_tiny,
-          "CNN": CNN}
-KINDS = [sequential, graph_shared_two_outputs, nested, batchnorm_state, custom_objects_model, flax_linen, recurrent]
+          "CNN": CNN, "Dense": FLAX_DENSE}
+KINDS = [sequential, graph_shared_two_outputs, nested, batchnorm_state, custom_objects_model, flax_linen,
+         flax_dense_beside_dense, recurrent]
 
 
 def _inputs(shape, key):

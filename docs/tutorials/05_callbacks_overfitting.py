@@ -56,7 +56,8 @@ class GapReport(Callback):
             print(f"epoch {epoch + 1}: val_loss - loss = {logs['val_loss'] - logs['loss']:.3f}")
 
     def on_train_end(self, logs=None):
-        print(f"stopped after {len(self.run.history.epoch)} epochs: {self.run.history.stop_reason}")
+        why = self.run.history.stop_reason or "every epoch ran"
+        print(f"stopped after {len(self.run.history.epoch)} epochs: {why}")
 
 
 stopper = EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)

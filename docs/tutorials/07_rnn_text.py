@@ -6,7 +6,7 @@
 # carrying a state from one to the next: `SimpleRNN` adds the new word to a squashed copy of the
 # state, `LSTM` keeps a separate cell that gates decide what to forget, add and show, so it remembers
 # further back. `Embedding` turns each word id into a learned vector first, and `mask_zero=True`
-# keeps the padding at the end of short reviews from changing the state.
+# keeps the padding (zeros before the words of a short review, as Keras pads) from changing the state.
 #
 # Without internet TFDS cannot download IMDB: this tutorial then (and always in fast mode) runs on
 # TFDS's mock data, random words with random labels, which shows that everything runs but teaches

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import jax
 
-from jaxnn.layers.base import Layer
+from jaxnn.layers.base import Layer, count_params
 from jaxnn.layers.shapes import ShapeError, as_shape, format_shape
 
 
@@ -79,6 +79,14 @@ def trainable_count(layer: Layer, params) -> int:
     """How many of `params`' scalars training updates (see `trainable_mask`)."""
     mask = jax.tree_util.tree_leaves(trainable_mask(layer, params))
     return sum(math.prod(leaf.shape) for leaf, keep in zip(jax.tree_util.tree_leaves(params), mask) if keep)
+
+
+def model_row(name: str, model: Layer, input_shape, params, state) -> dict:
+    """A nested model's one summary row, as Keras shows it: its name and type, output shape and counts."""
+    trainable = trainable_count(model, params)
+    return {"name": name, "type": type(model).__name__, "output_shape": model.output_shape(input_shape),
+            "trainable": trainable, "non_trainable": count_params(params) - trainable + count_params(state),
+            "inputs": ()}
 
 
 def frozen_rows(rows: list[dict]) -> list[dict]:

@@ -9,7 +9,7 @@ from jaxnn.layers.base import Layer, apply_masked
 from jaxnn.layers.input import InputLayer
 from jaxnn.layers.shapes import ShapeError, as_shape
 from jaxnn.layers.symbolic import SymbolicTensor
-from jaxnn.models.children import batch_first, frozen_rows, init_child, unique_names
+from jaxnn.models.children import batch_first, frozen_rows, init_child, model_row, unique_names
 from jaxnn.models.summary import summary as summary_table
 
 
@@ -68,9 +68,14 @@ class Sequential(Layer):
         return x, new_state
 
     def summary_rows(self, name, input_shape, params, state):
+        """One row per layer; a nested model (Sequential or functional) is one row, as in Keras."""
         rows, shape = [], as_shape(input_shape)
         for child_name, layer in self.named_layers():
-            rows += layer.summary_rows(child_name, shape, params.get(child_name, {}), state.get(child_name, {}))
+            child = (params.get(child_name, {}), state.get(child_name, {}))
+            if hasattr(layer, "named_layers"):
+                rows.append(model_row(child_name, layer, shape, *child))
+            else:
+                rows += layer.summary_rows(child_name, shape, *child)
             shape = layer.output_shape(shape)
         return rows if self.trainable else frozen_rows(rows)
 

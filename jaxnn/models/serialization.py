@@ -148,8 +148,13 @@ class _Reader:
         self.objects = custom_objects
 
     def layer_class(self, name: str):
-        cls = self.objects[name] if name in self.objects else _own_class(name)
-        if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        """A layer class given in custom_objects under `name`, else jaxnn's own. A custom object that is no
+        layer class (a Flax `nn.Dense` saved as "Dense") leaves jaxnn's layer of that name as it is."""
+        given = self.objects.get(name)
+        if isinstance(given, type) and issubclass(given, Layer):
+            return given
+        cls = _own_class(name)
+        if cls is None:
             raise ValueError(f"layer type {name!r} is not a jaxnn layer class: give the class in custom_objects")
         return cls
 

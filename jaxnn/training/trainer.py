@@ -116,7 +116,7 @@ class Trainer:
     model: Layer
     loss: str | Callable = "sparse_categorical_crossentropy"
     optimizer: str | optax.GradientTransformation = "rmsprop"
-    metrics: Sequence = ("accuracy",)
+    metrics: Sequence | None = None  # None: ("accuracy",) under a built-in cross-entropy loss, else none (Keras: none)
     policy: str = "float32"
     accumulate_steps: int = 1
     check_finite: bool = False
@@ -133,6 +133,8 @@ class Trainer:
         validation.require("mesh", self.mesh, isinstance(self.mesh, Mesh),
                            "a jax.sharding.Mesh (distributed.make_mesh)")
         validation.integer("min_shard_bytes", self.min_shard_bytes, 0)
+        if self.metrics is None:
+            object.__setattr__(self, "metrics", ("accuracy",) if losses.is_cross_entropy(losses.get(self.loss)) else ())
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "policy", get_policy(self.policy))
         validation.positive_int("accumulate_steps", self.accumulate_steps)
@@ -159,9 +161,8 @@ class Trainer:
         own = getattr(self.loss_fn, "output_metrics", tuple)()
         by_name = [m for m in self.metrics if isinstance(m, str)]
         if own and by_name:  # a registry metric reads one array, not a dict or tuple of outputs
-            raise ValueError(f"metric {by_name[0]!r} does not say which output it measures (metrics defaults to "
-                             f"('accuracy',)); with a multi-output loss give OutputMetric(output, "
-                             f"{by_name[0]!r}) or metrics=()")
+            raise ValueError(f"metric {by_name[0]!r} does not say which output it measures: with a multi-output "
+                             f"loss give OutputMetric(output, {by_name[0]!r})")
         objects = (*own, *(metrics_lib.get(m) for m in self.metrics))
         names = [m.name for m in objects]
         repeated = sorted({n for n in names if n == "loss" or names.count(n) > 1})

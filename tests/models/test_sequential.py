@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxnn
 from jaxnn import Dense, Dropout, Flatten, Sequential, summary
 from jaxnn.layers import ShapeError
 
@@ -64,3 +65,14 @@ def test_bad_models_are_rejected():
         Sequential().init(jax.random.key(0), (None, 3))
     with pytest.raises(ValueError, match="takes jaxnn layers, got int"):
         Sequential([3])
+
+
+def test_a_nested_model_is_one_summary_row_as_in_keras():
+    base = Sequential([Dense(64, "relu"), Dense(64, "relu", trainable=False)], name="base")
+    inp = jaxnn.Input((64,))
+    head = jaxnn.Model(inp, Dense(10, "softmax")(inp), name="head")
+    text = Sequential([base, head]).summary((784,), print_fn=None)
+    rows = [line.split() for line in text.splitlines() if "(" in line and "Model:" not in line][1:]
+    assert rows == [["base", "(Sequential)", "(None,", "64)", "54,400"], ["head", "(Model)", "(None,", "10)", "650"]]
+    assert "Trainable params: 50,890" in text and "Non-trainable params: 4,160" in text
+    assert "input_layer" not in text and "Connected" not in text

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from fit_helpers import blobs
 
+import jaxnn
 from jaxnn import Dense, Dropout, Flatten, Sequential, Trainer, optimizers
 from jaxnn.layers import ShapeError
 from jaxnn.training.trainer import split_sizes
@@ -135,3 +136,18 @@ def test_unknown_names_fail_when_the_trainer_is_built(kwargs, match):
     (600, 0.2, (480, 120)), (100, 0.0, (100, 0)), (10, 0.25, (8, 2)), (10, 0.05, (10, 0))])  # halves to even
 def test_split_sizes_hold_out_the_rounded_share(num_examples, validation_split, sizes):
     assert split_sizes(num_examples, validation_split) == sizes
+
+
+@pytest.mark.parametrize("loss, keys", [
+    ("mse", ["loss"]),                                           # regression: accuracy would mean nothing
+    ("binary_crossentropy", ["accuracy", "loss"]),
+    (jaxnn.losses.get("binary_crossentropy", label_smoothing=0.1), ["accuracy", "loss"]),
+    (lambda y, p: jnp.mean((p - y) ** 2, axis=-1), ["loss"]),   # a loss of one's own: no metrics, as Keras
+])
+def test_accuracy_is_the_default_metric_under_a_cross_entropy_only(loss, keys):
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    trainer = Trainer(Sequential([Dense(1, "sigmoid")]), loss=loss, optimizer="adam")
+    _, history = trainer.fit(trainer.init(0, (3,)), x, y, epochs=1, batch_size=16, verbose=0)
+    assert sorted(k for k in history.history if k != "lr") == keys
+    assert Trainer(Sequential([Dense(1)]), loss="mse", metrics=("mae",)).metrics == ("mae",)
