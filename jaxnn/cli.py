@@ -84,15 +84,15 @@ def describe(exc: BaseException) -> tuple[str, int]:
                 "run the same command again to resume", signal_status(exc.signum))
     if isinstance(exc, KeyboardInterrupt):
         return "stopped by SIGINT; run the same command again to resume", signal_status(signal.SIGINT)
-    if isinstance(exc, (flags.Error, ValueError)):
-        return f"error: {one_line(str(exc))}", USAGE
-    if isinstance(exc, DatasetUnavailableError):
-        return f"error: {one_line(str(exc))}", FAILURE
-    if _disk_full(exc):
+    if _disk_full(exc):  # first: orbax reports a full disk as a ValueError, which is no usage error
         where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
         detail = "" if isinstance(exc, OSError) else f"; {one_line(str(exc))[:300]}"  # says where, when wrapped
         return (f"error: no space left on the device{where}: free some space and run the same command again "
                 f"(it resumes from the last checkpoint){detail}", FAILURE)
+    if isinstance(exc, (flags.Error, ValueError)):
+        return f"error: {one_line(str(exc))}", USAGE
+    if isinstance(exc, DatasetUnavailableError):
+        return f"error: {one_line(str(exc))}", FAILURE
     if isinstance(exc, OSError):
         return f"error: {_os_error(exc)}", FAILURE
     if _is_run_failure(exc):

@@ -17,8 +17,11 @@ from jaxnn.tasks.common import write_results
 __all__ = ["NonFiniteError", "run"]
 
 
-# What tasks write into a workdir as directories: a file in their place is refused before any work.
-OUTPUT_DIRS = ("checkpoints", "tensorboard", "samples")
+# What tasks write into a workdir, as directories and as files: something else in their place (a file where a
+# directory goes, a directory where a file goes) is refused before any work.
+OUTPUT_DIRS = ("checkpoints", "tensorboard", "samples", "model")
+OUTPUT_FILES = ("results.json", "config.json", "history.json", "history.csv", "curves.png", "confusion_matrix.png",
+                "errors.png", "largest_gradients.json", "largest_gradients.png")
 
 
 def check_workdir(workdir: str) -> None:
@@ -41,6 +44,11 @@ def check_workdir(workdir: str) -> None:
                              "workdir")
         if os.path.isdir(out) and not os.access(out, os.W_OK | os.X_OK):
             raise ValueError(f"{out} is not writable by you; give a --workdir you can write to")
+    for name in OUTPUT_FILES:
+        out = os.path.join(path, name)
+        if os.path.isdir(out):
+            raise ValueError(f"{out} is a directory where the run writes a file: move it away or give another "
+                             "workdir")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> dict:

@@ -119,8 +119,15 @@ def read_config(directory: str):
     """The `config.json` a run wrote into `directory` (a workdir or a model directory), as a ConfigDict."""
     import ml_collections
 
-    with open(os.path.join(directory, CONFIG_FILE)) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    path = os.path.join(directory, CONFIG_FILE)
+    with open(path) as f:
+        try:
+            config = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}): the file is damaged") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not a config: it is damaged")
+    return ml_collections.ConfigDict(config)
 
 
 def load_experiment(workdir, *, members: bool = False):

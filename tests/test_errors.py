@@ -159,6 +159,9 @@ CASES = [
     ("workdir_is_file", ["--workdir={tmp}/a_file"], USAGE, "is a file, not a directory"),
     ("workdir_under_file", ["--workdir={tmp}/a_file/run"], USAGE, "cannot be made: {tmp}/a_file is a file"),
     ("checkpoints_is_file", ["--workdir={tmp}/ckfile"], USAGE, "checkpoints is a file where the run writes"),
+    ("model_is_file", ["--workdir={tmp}/modelfile"], USAGE, "modelfile/model is a file where the run writes"),
+    ("history_is_dir", ["--workdir={tmp}/histdir"], USAGE,
+     "histdir/history.json is a directory where the run writes a file"),
     ("gan_epochs", ["--config=" + GAN, "--config.train.epochs=0"], USAGE, "train.epochs must be a positive integer"),
     ("gan_lr", ["--config=" + GAN, "--config.optimizer.generator.learning_rate=-2"], USAGE,
      "optimizer.generator: adam learning_rate must be a positive finite number"),
@@ -185,6 +188,9 @@ def stage(tmp_path):
     (tmp_path / "a_file").write_text("not a directory")
     (tmp_path / "ckfile").mkdir()
     (tmp_path / "ckfile" / "checkpoints").write_text("not a directory")
+    (tmp_path / "modelfile").mkdir()
+    (tmp_path / "modelfile" / "model").write_text("not a directory")
+    (tmp_path / "histdir" / "history.json").mkdir(parents=True)
     return tmp_path
 
 
@@ -234,6 +240,11 @@ def test_stop_signals_outside_training_are_one_line_with_the_shells_status(capsy
      "error: no space left on the device: free some space and run the same command again (it resumes from the "
      "last checkpoint); saving step 28 in /w/checkpoints failed: ValueError: RESOURCE_EXHAUSTED: Failed to write "
      "264448 bytes to file 16: No space left on device [os_error_code='28']"),
+    (ValueError("RESOURCE_EXHAUSTED: Error writing \"a1/0.0\" in OCDBT database at /w/.tmp-model/x: No space "
+                "left on device [os_error_code='28']"), FAILURE,  # orbax's own report: a failure, not a usage error
+     "error: no space left on the device: free some space and run the same command again (it resumes from the "
+     "last checkpoint); RESOURCE_EXHAUSTED: Error writing \"a1/0.0\" in OCDBT database at /w/.tmp-model/x: No "
+     "space left on device [os_error_code='28']"),
     (CheckpointLockedError("/w/checkpoints is in use by another run (pid 7 on host h)"), FAILURE,
      "error: /w/checkpoints is in use by another run (pid 7 on host h)"),
     (PermissionError(13, "Permission denied", "/w/history.csv"), FAILURE,

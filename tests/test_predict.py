@@ -1,7 +1,9 @@
 """`python -m jaxnn.predict` and `jaxnn.load_run` on a train.py workdir built by hand (config.json, checkpoints/final)."""
 import os
 import pathlib
+import re
 import runpy
+import shutil
 import subprocess
 import sys
 
@@ -162,3 +164,13 @@ def test_a_bad_member_is_one_line(sweep_dir, run_dir, tmp_path, capsys):
     assert capsys.readouterr().err == f"error: --member 0: {run_dir} has one model, not a sweep's members\n"
     with pytest.raises(ValueError, match="is a saved model, not a train.py workdir: load it with jaxnn.load_model"):
         jaxnn.load_run(workdir / "model" / "member_0")
+
+
+@pytest.mark.parametrize("text", ["{", "[1, 2]"])
+def test_a_damaged_config_json_is_named(run_dir, tmp_path, text):
+    workdir = tmp_path / "run"
+    shutil.copytree(run_dir, workdir)
+    (workdir / "config.json").write_text(text)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(workdir / 'config.json'))} (is not valid JSON|holds a JSON "
+                                         r"list).*damaged"):
+        jaxnn.load_run(workdir)

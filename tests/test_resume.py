@@ -130,7 +130,10 @@ def test_sigterm_saves_a_checkpoint_and_exits_within_seconds(baseline):
     assert "checkpoint saved to" in line and line.endswith("run the same command again to resume")
     saved = line.split("checkpoint saved to ")[1].split(";")[0]
     assert pathlib.Path(saved, "meta.json").is_file()
-    _train(workdir, baseline / "xla")
+    assert (workdir / "checkpoints" / "LOCK").read_text() == ""  # a stopped run gives its lock back
+    resumed = _train(workdir, baseline / "xla")
+    assert "taking over the lock" not in resumed.stderr
+    assert (workdir / "checkpoints" / "LOCK").read_text() == ""  # and so does a finished one
     whole, again = _final(baseline / "whole"), _final(workdir)
     assert all(np.array_equal(whole[p], again[p]) for p in whole)
 

@@ -30,7 +30,7 @@ def save_tree(path: str | os.PathLike, tree) -> str:
             store.remove(path)
             os.rename(tmp, path)
             store.fsync_dir(parent)
-    except OSError as e:
+    except Exception as e:  # orbax reports a failed write (a full disk too) as a ValueError, not an OSError
         if store.is_primary():
             store.remove(tmp)
         raise store.write_error(path, e) from None

@@ -30,6 +30,8 @@ histograms: a process cannot read the others' shards).
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 import time
 
@@ -139,53 +141,59 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         checkpointer.close()  # nothing but the lock was written: it goes, and the workdir is as it was
         raise
 
-    num_train = len(x_train) if streamed else len(y_train)  # the split as read (mock data can be smaller)
-    input_shape = x_test.shape[1:]
-    steps_per_epoch = split_sizes(num_train, train["validation_split"])[0] // train["batch_size"]
-    trainer = build_trainer(experiment, steps_per_epoch * train["epochs"])
-    members = experiment.members
-    if members:
-        state = trainer.init([m["seed"] for m in members], input_shape, hyperparams=member_hyperparams(members))
-        summary(trainer.model, input_shape, print_fn=print_fn, policy=trainer.policy)
-        if print_fn is not None:
-            print_fn(f"sweep: {len(members)} members trained at once: "
-                     + ", ".join(f"seed {m['seed']}" + "".join(f" {k}={v:g}" for k, v in m["hyperparams"].items())
-                                 for m in members))
-    else:
-        state = trainer.init(jax.random.key(experiment.seed), input_shape)
-        summary(trainer.model, input_shape, params=state.params, state=state.model_state,
-                print_fn=print_fn, policy=trainer.policy)
-    with FitClock() as clock:
-        state, history = trainer.fit(
-            state, x_train, y_train, epochs=train["epochs"], batch_size=train["batch_size"],
-            validation_split=train["validation_split"], shuffle=train["shuffle"],
-            callbacks=_callbacks(train, workdir, checkpointer), verbose=int(print_fn is not None),
-            log_every_steps=train["log_every_steps"], steps_per_dispatch=train["steps_per_dispatch"],
-            watchdog_s=(experiment.distributed["watchdog_s"] or None) if jax.process_count() > 1 else None,
-        )
-    if history.nonfinite is not None:
-        kept = checkpointer.manager.steps()
-        raise NonFiniteError(f"{history.nonfinite}; " + (f"last good checkpoint: step {kept[-1]} in "
-                                                         f"{checkpointer.manager.directory}" if kept else
-                                                         "no checkpoint was saved before it"))
-    from_logits = bool(config.loss.get("from_logits", False))
-    eval_batch = experiment.eval["batch_size"]
-    outputs = trainer.predict(state, x_test, batch_size=eval_batch)
-    if members:
-        outputs = ensemble_outputs(outputs, from_logits=from_logits)
-        test = ensemble_metrics(trainer, outputs, y_test)
-    else:
-        test = trainer.evaluate(state, x_test, y_test, batch_size=eval_batch)
-    results = {f"test_{k}": v for k, v in test.items()}
-    results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 4),
-                   train_seconds=round(clock.seconds, 4), train_examples=num_train,
-                   test_examples=int(x_test.shape[0]))
-    results.update(_report(experiment, outputs, from_logits, x_test, y_test, workdir))
-    results.update(_per_example_results(trainer, state, experiment, x_train, y_train, workdir, print_fn))
-    if members:
-        results["members"] = member_results(members, trainer.evaluate(state, x_test, y_test, batch_size=eval_batch))
-    if ckpt_cfg["save_final"]:
-        _save_final(config, experiment, trainer, state, workdir, input_shape)
+    try:
+        num_train = len(x_train) if streamed else len(y_train)  # the split as read (mock data can be smaller)
+        input_shape = x_test.shape[1:]
+        steps_per_epoch = split_sizes(num_train, train["validation_split"])[0] // train["batch_size"]
+        trainer = build_trainer(experiment, steps_per_epoch * train["epochs"])
+        members = experiment.members
+        if members:
+            state = trainer.init([m["seed"] for m in members], input_shape, hyperparams=member_hyperparams(members))
+            summary(trainer.model, input_shape, print_fn=print_fn, policy=trainer.policy)
+            if print_fn is not None:
+                print_fn(f"sweep: {len(members)} members trained at once: "
+                         + ", ".join(f"seed {m['seed']}" + "".join(f" {k}={v:g}" for k, v in m["hyperparams"].items())
+                                     for m in members))
+        else:
+            state = trainer.init(jax.random.key(experiment.seed), input_shape)
+            summary(trainer.model, input_shape, params=state.params, state=state.model_state,
+                    print_fn=print_fn, policy=trainer.policy)
+        with FitClock() as clock:
+            state, history = trainer.fit(
+                state, x_train, y_train, epochs=train["epochs"], batch_size=train["batch_size"],
+                validation_split=train["validation_split"], shuffle=train["shuffle"],
+                callbacks=_callbacks(train, workdir, checkpointer), verbose=int(print_fn is not None),
+                log_every_steps=train["log_every_steps"], steps_per_dispatch=train["steps_per_dispatch"],
+                watchdog_s=(experiment.distributed["watchdog_s"] or None) if jax.process_count() > 1 else None,
+            )
+        if history.nonfinite is not None:
+            kept = checkpointer.manager.steps()
+            raise NonFiniteError(f"{history.nonfinite}; " + (f"last good checkpoint: step {kept[-1]} in "
+                                                             f"{checkpointer.manager.directory}" if kept else
+                                                             "no checkpoint was saved before it"))
+        from_logits = bool(config.loss.get("from_logits", False))
+        eval_batch = experiment.eval["batch_size"]
+        outputs = trainer.predict(state, x_test, batch_size=eval_batch)
+        if members:
+            outputs = ensemble_outputs(outputs, from_logits=from_logits)
+            test = ensemble_metrics(trainer, outputs, y_test)
+        else:
+            test = trainer.evaluate(state, x_test, y_test, batch_size=eval_batch)
+        results = {f"test_{k}": v for k, v in test.items()}
+        results.update(epochs=len(history.epoch), wall_seconds=round(time.perf_counter() - started, 4),
+                       train_seconds=round(clock.seconds, 4), train_examples=num_train,
+                       test_examples=int(x_test.shape[0]))
+        results.update(_report(experiment, outputs, from_logits, x_test, y_test, workdir))
+        results.update(_per_example_results(trainer, state, experiment, x_train, y_train, workdir, print_fn))
+        if members:
+            results["members"] = member_results(members, trainer.evaluate(state, x_test, y_test, batch_size=eval_batch))
+        if ckpt_cfg["save_final"]:
+            _save_final(config, experiment, trainer, state, workdir, input_shape)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the error that stopped the run is the one to report
+            checkpointer.close()
+        raise
+    checkpointer.close()  # the lock goes with the run: the next run on this workdir takes it without a warning
     return results, history
 
 

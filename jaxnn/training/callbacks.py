@@ -38,7 +38,7 @@ class ProgressLogger(Callback):
         self.stream = stream or sys.stderr
         self.bar = self.stream.isatty() if bar is None else bar
         self.print_fn = print_fn or print
-        self._pbar = None
+        self._pbar, self._interrupted = None, False
 
     def on_epoch_begin(self, run, epoch):
         self._start, self._first_step, self._shown = time.perf_counter(), run.position, 0.0
@@ -69,10 +69,14 @@ class ProgressLogger(Callback):
         rate = (run.position - self._first_step) / max(seconds, 1e-9)
         self.print_fn(f"Epoch {epoch + 1}/{run.epochs} - {seconds:.1f}s - {rate:.0f} steps/s - {_format_logs(logs)}")
 
+    def on_interrupt(self, run):
+        self._interrupted = True  # the TrainingInterrupted that follows carries the stop line
+
     def on_train_end(self, run):
         self._close()
-        if run.stop_reason:
+        if run.stop_reason and not self._interrupted:
             self.print_fn(run.stop_reason)
+        self._interrupted = False
 
 
 def _epochs(n: int) -> str:
@@ -305,8 +309,9 @@ class LambdaCallback(Callback):
                 setattr(self, name, fn)
 
 
-def histogram(values: np.ndarray, bins: int = 30) -> dict:
-    """A TensorBoard histogram of `values` in `bins` equal buckets between their min and max.
+def histogram(values: np.ndarray, bins: int = 30) -> dict | None:
+    """A TensorBoard histogram of `values`' finite entries in `bins` equal buckets between their min and max;
+    None if none is finite (a run gone NaN: its error comes from the fit, not from here).
 
     TensorBoard shows about 30 buckets whatever it is given, and equal buckets
     are binned in one pass (tensorboardX's default exponential buckets are
@@ -314,6 +319,9 @@ def histogram(values: np.ndarray, bins: int = 30) -> dict:
     an empty first bucket at the minimum makes the range closed on the left.
     """
     values = np.asarray(values, np.float32).reshape(-1)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
     lo, hi = float(values.min()), float(values.max())
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi) if hi > lo else (lo - 0.5, lo + 0.5))
     return {"min": lo, "max": hi, "num": int(values.size), "sum": float(values.sum(dtype=np.float64)),
@@ -354,9 +362,9 @@ class TensorBoard(Callback):
 
     def _histograms(self, params: dict[str, np.ndarray], step: int) -> None:
         for path, values in params.items():
-            if values.size == 0:
-                continue
-            self._writer.add_histogram_raw(f"params/{path}", **histogram(values, self.bins), global_step=step)
+            bucketed = histogram(values, self.bins)
+            if bucketed is not None:
+                self._writer.add_histogram_raw(f"params/{path}", **bucketed, global_step=step)
         self._writer.flush()
 
     def on_train_end(self, run):

@@ -72,6 +72,20 @@ def test_save_tree_replaces_and_load_tree_needs_a_checkpoint(tmp_path):
         ckpt.load_tree(tmp_path / "nothing")
 
 
+def test_a_save_that_fails_inside_orbax_leaves_nothing_half_written(tmp_path, monkeypatch):
+    ckpt.save_tree(tmp_path / "final", {"w": jnp.arange(4.0)})
+    full = "RESOURCE_EXHAUSTED: Error writing \"a1/0.0\": No space left on device [os_error_code='28']"
+
+    def refuse(*args, **kwargs):
+        raise ValueError(full)  # how orbax (tensorstore) reports a full disk
+
+    monkeypatch.setattr(store, "save_args", refuse)
+    with pytest.raises(ckpt.CheckpointWriteError, match="no space left on device.*intact"):
+        ckpt.save_tree(tmp_path / "final", {"w": jnp.arange(100_000.0)})  # big enough for orbax
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]  # no .tmp-final; the old one stays
+    np.testing.assert_array_equal(ckpt.load_tree(tmp_path / "final")["w"], np.arange(4.0))
+
+
 def test_metadata_records_fingerprints_shardings_and_a_checksum(tmp_path):
     ckpt.save_tree(tmp_path / "c", _tree())
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())

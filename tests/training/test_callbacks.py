@@ -2,12 +2,15 @@
 ReduceLROnPlateau, TerminateOnNaN, CSVLogger, TensorBoard files, progress output, curves."""
 import csv
 import io
+import os
+import signal
 
 import numpy as np
 import pytest
 from fit_helpers import blobs, classifier, fit, params, scripted
 
 from jaxnn import optimizers
+from jaxnn.training import TrainingInterrupted
 from jaxnn.training.callbacks import (CSVLogger, EarlyStopping, LambdaCallback, PlotHistory, ProgressLogger,
                                       ReduceLROnPlateau, TensorBoard, TerminateOnNaN, histogram)
 
@@ -115,6 +118,16 @@ def test_tensorboard_files_are_readable_by_tensorflow(tmp_path):
     assert list(histo.bucket) == [0, *counts]
 
 
+def test_tensorboard_histograms_leave_out_non_finite_weights(tmp_path):
+    histo = histogram(np.array([np.nan, 1.0, 2.0, np.inf], np.float32), bins=2)
+    assert (histo["min"], histo["max"], histo["num"], sum(histo["bucket_counts"])) == (1.0, 2.0, 2, 2)
+    assert histogram(np.full(3, np.nan, np.float32)) is None
+    # A run gone NaN ends as such (its loss says so) instead of failing in the histograms of its last epoch.
+    _, history = fit(classifier(optimizer=optimizers.get("sgd", learning_rate=1e30)), [TensorBoard(tmp_path)],
+                     epochs=2)
+    assert np.isnan(history.history["loss"][-1])
+
+
 def test_tensorboard_refuses_bad_histogram_settings(tmp_path):
     with pytest.raises(ValueError, match="TensorBoard bins must be an integer >= 1, got 0"):
         TensorBoard(tmp_path, bins=0)
@@ -126,6 +139,22 @@ def test_tensorboard_histogram_of_constant_values_has_one_full_bucket():
     histo = histogram(np.full(7, 2.5, np.float32), bins=4)
     assert (histo["min"], histo["max"], histo["num"], histo["sum"]) == (2.5, 2.5, 7, 17.5)
     assert sum(histo["bucket_counts"]) == 7 and histo["bucket_limits"][0] <= 2.5 <= histo["bucket_limits"][-1]
+
+
+def test_the_progress_lines_leave_a_stop_signal_to_the_exception_that_carries_it():
+    lines, sent = [], []
+
+    def kill_at_step_3(run, batch):
+        if run.step >= 3 and not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))
+
+    with pytest.raises(TrainingInterrupted, match="Stopped by SIGTERM at step 3"):
+        fit(classifier(), [ProgressLogger(bar=False, print_fn=lines.append), LambdaCallback(on_step_end=kill_at_step_3)],
+            epochs=2, steps_per_dispatch=1)
+    assert lines == []  # train.py prints the exception's line: printed here too, it came twice
+    stopper = EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
+    fit(classifier(), [ProgressLogger(bar=False, print_fn=lines.append), stopper], epochs=3)
+    assert lines[-1].startswith("Early stopping at epoch 2")  # a stop that ends the fit normally is printed
 
 
 def test_progress_bar_on_a_terminal_and_one_line_per_epoch_otherwise():
