@@ -223,6 +223,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         f"count on every process and the coordinator address",))
     deadline.daemon = True
     deadline.start()
+    # JAX's preemption service takes SIGTERM at the C level, so Python's handler (a stop outside training, or
+    # fit's agreed stop) no longer ran: a SIGTERM while a run loaded data or compiled was lost. jaxnn's own
+    # stop agreement (training.loop) does what that service would.
+    jax.config.update("jax_enable_preemption_service", False)
     try:
         jax.distributed.initialize(
             values["coordinator_address"], values["num_processes"], values["process_id"],

@@ -29,6 +29,9 @@ def dry_run(config: ml_collections.ConfigDict, *, device_memory_gb: float | None
     Returns the figures; raises ValueError (one line) when a step needs more memory per device than
     `device_memory_gb` GiB, or than the device's own memory when it reports one.
     """
+    if device_memory_gb is not None:  # checked before the compile, not after it
+        positive_number("--device_memory_gb", device_memory_gb)
+    print_fn = print_fn if jax.process_index() == 0 else None  # one report for a multi-process run
     experiment = build(config)
     spec, batch_size = experiment.data_spec, experiment.train["batch_size"]
     trainer = build_trainer(experiment, total_steps=NOMINAL_STEPS)  # the schedules' length changes no shape
@@ -73,5 +76,6 @@ def _memory_limit(device_memory_gb, mesh) -> tuple[float | None, str]:
     if device_memory_gb is not None:
         limit = positive_number("--device_memory_gb", device_memory_gb) * GIB
         return limit, f"--device_memory_gb={device_memory_gb:g}"
-    limit = (mesh.devices.flat[0].memory_stats() or {}).get("bytes_limit")
+    local = next(d for d in mesh.devices.flat if d.process_index == jax.process_index())  # stats are local only
+    limit = (local.memory_stats() or {}).get("bytes_limit")
     return limit, f"the device's {limit / GIB:.3g} GiB" if limit else ""

@@ -51,20 +51,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _stop_with(launcher: int):
+    """On Linux, a child's set-up that sends it SIGTERM when the launcher dies, even by SIGKILL (prctl's
+    PR_SET_PDEATHSIG): it then saves and stops as on any SIGTERM, instead of waiting on its dead peers' collectives
+    while holding the run's lock. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def set_up():
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != launcher:  # the launcher died before the prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_up
+
+
 class _Children:
     """The running children, their output copiers and the signals to send them."""
 
     def __init__(self, command, num_processes: int, port: int):
         self.procs, self._copiers = [], []
         self._lock = threading.Lock()
-        for index in range(num_processes):
+        for index in range(num_processes):  # every child before any copier thread (preexec_fn and threads)
             env = dict(os.environ, JAXNN_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                        JAXNN_NUM_PROCESSES=str(num_processes), JAXNN_PROCESS_ID=str(index))
             env.setdefault("PYTHONUNBUFFERED", "1")
             # Own process group: a terminal's Ctrl-C reaches the children once, through the launcher.
-            proc = subprocess.Popen([sys.executable, *command], env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-            self.procs.append(proc)
+            self.procs.append(subprocess.Popen([sys.executable, *command], env=env, stdin=subprocess.DEVNULL,
+                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                               preexec_fn=_stop_with(os.getpid())))
+        for index, proc in enumerate(self.procs):
             for source, sink in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr)):
                 copier = threading.Thread(target=self._copy, args=(index, source, sink), daemon=True)
                 copier.start()

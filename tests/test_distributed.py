@@ -206,6 +206,21 @@ def test_fsdp_state_from_init_is_really_sharded_on_four_devices():
     assert per_device == pytest.approx(0.25, abs=0.002)  # the two small biases stay whole
 
 
+SUMMARY_SCRIPT = """
+    from jaxnn import Dense, Flatten, Sequential, Trainer, distributed, summary
+    trainer = Trainer(Sequential([Flatten(), Dense(64), Dense(10)]), mesh=distributed.make_mesh({"fsdp": 2}),
+                      min_shard_bytes=0)
+    state = trainer.init(0, (8, 8))
+    summary(trainer.model, (8, 8), params=state.params)  # no state given: the params' shardings still show
+"""
+
+
+def test_a_summary_of_given_params_without_a_state_shows_their_shardings():
+    proc = run_python(SUMMARY_SCRIPT, 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Sharding over mesh data=1 x fsdp=2:" in proc.stdout and "fsdp on axis" in proc.stdout
+
+
 # --- same numbers on 1, 2, 4 and 8 devices --------------------------------------------------------------
 
 SGD_SCRIPT = """

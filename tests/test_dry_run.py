@@ -78,6 +78,22 @@ def test_dry_run_prints_memory_flops_compile_time_and_shardings_and_fails_on_a_s
     assert "GiB per device, more than --device_memory_gb=1e-06: use more fsdp devices" in tiny.stderr
 
 
+def test_a_bad_device_memory_is_refused_before_the_compile():
+    proc = train_py(1, "--dry_run", "--device_memory_gb=-1")
+    assert proc.returncode == 2 and proc.stdout == ""  # no summary: nothing was compiled
+    assert proc.stderr == "error: --device_memory_gb must be a positive number, got -1.0\n"
+
+
+def test_dry_run_of_a_two_process_run_reports_once():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    proc = subprocess.run([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", "train.py",
+                           "--config=configs/fashion_mnist_seed.py", "--config.mesh.fsdp=-1", "--dry_run"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reports = [line for line in proc.stdout.splitlines() if "Dry run: mesh" in line]
+    assert reports == ["[0] Dry run: mesh data=1 x fsdp=2 (2 cpu devices), global batch 32 (16 per device)"]
+
+
 def test_dry_run_of_a_sweep_compiles_every_members_step_and_keeps_a_warmup_schedule():
     from jaxnn.dry_run import dry_run
 

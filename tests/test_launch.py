@@ -113,6 +113,29 @@ def test_sigterm_is_forwarded_and_every_child_may_finish(tmp_path):
     assert proc.returncode == 143 and sorted(stdout.splitlines()) == ["[0] saved", "[1] saved"] and stderr == ""
 
 
+def test_a_killed_launcher_stops_its_children(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, pathlib, signal, sys, time
+        here = pathlib.Path({str(tmp_path)!r})
+        def stop(signum, frame):
+            (here / f"stopped-{{os.environ['JAXNN_PROCESS_ID']}}").write_text(str(os.getpid()))
+            sys.exit(143)
+        signal.signal(signal.SIGTERM, stop)
+        print("ready", flush=True)
+        time.sleep(60)
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", str(script)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert sorted(proc.stdout.readline() for _ in range(2)) == ["[0] ready\n", "[1] ready\n"]
+    proc.kill()  # SIGKILL: the launcher forwards nothing
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while len(list(tmp_path.glob("stopped-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(p.name for p in tmp_path.glob("stopped-*")) == ["stopped-0", "stopped-1"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--num_processes", "0", "--", "x.py"], "--num_processes must be a positive integer, got 0"),
     (["--num_processes", "two", "--", "x.py"], "argument --num_processes: invalid int value: 'two'"),

@@ -171,6 +171,28 @@ STOPPED_PEER_SCRIPT = MODEL + """
 """
 
 
+SIGTERM_BEFORE_TRAINING_SCRIPT = """
+    import os, signal, sys
+    from jaxnn import cli, distributed
+    try:
+        with cli.stop_signals_raise():  # as train.py: the handlers first, then the run is joined
+            distributed.initialize(initialization_timeout_s=60)
+            os.kill(os.getpid(), signal.SIGTERM)  # as if while loading data or compiling
+            for _ in range(100):
+                __import__("time").sleep(0.05)
+        print("not stopped")
+    except cli.Stopped as e:
+        print(f"stopped by {e}")
+"""
+
+
+def test_a_sigterm_after_joining_a_run_still_stops_the_process():
+    proc = launch_two(SIGTERM_BEFORE_TRAINING_SCRIPT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(line for line in proc.stdout.splitlines() if "stopped" in line) == [
+        "[0] stopped by SIGTERM", "[1] stopped by SIGTERM"], proc.stdout + proc.stderr[-2000:]
+
+
 def test_a_stopped_peer_ends_the_run_within_the_watchdog_time():
     proc = launch_two(STOPPED_PEER_SCRIPT)
     assert proc.returncode == 1, proc.stderr[-3000:]

@@ -18,8 +18,10 @@ def summary(model: Layer, input_shape, *, params=None, state=None, print_fn=prin
     a last block gives each parameter's sharding.
     """
     full_shape = (None, *as_shape(input_shape))
-    if params is None or state is None:
-        _, params, state = abstract_init(model, full_shape)
+    if params is None or state is None:  # what is not given comes from the shapes; what is given is kept
+        _, abstract_params, abstract_state = abstract_init(model, full_shape)
+        params = abstract_params if params is None else params
+        state = abstract_state if state is None else state
     rows = model.summary_rows(model.name or model.default_name, full_shape, params, state)
     show_inputs = any(r["inputs"] for r in rows)
     header = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if show_inputs else [])
