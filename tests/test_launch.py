@@ -92,42 +92,38 @@ def test_a_wrong_process_count_fails_at_start_up_with_one_line(tmp_path):
     assert re.fullmatch(r"jaxnn.launch: process [01] exited with status 1; stopping the other 1 process", ours[-1])
 
 
-def test_sigterm_is_forwarded_and_every_child_may_finish(tmp_path):
+def start_waiting_children(tmp_path, on_sigterm: str) -> subprocess.Popen:
+    """The launcher running 2 children that print "ready", then sleep; SIGTERM runs `on_sigterm` in them."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent("""
-        import os, signal, sys, time
+        import os, pathlib, signal, sys, time
         def stop(signum, frame):
-            time.sleep(0.5 * int(os.environ["JAXNN_PROCESS_ID"]))  # saving: process 1 takes longer
-            print("saved", flush=True)
+        {}
             sys.exit(143)
         signal.signal(signal.SIGTERM, stop)
         print("ready", flush=True)
         time.sleep(60)
-    """))
+    """).format(textwrap.indent(textwrap.dedent(on_sigterm).strip(), "    ")))
     proc = subprocess.Popen([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", str(script)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready = [proc.stdout.readline() for _ in range(2)]
+    assert sorted(proc.stdout.readline() for _ in range(2)) == ["[0] ready\n", "[1] ready\n"]
+    return proc
+
+
+def test_sigterm_is_forwarded_and_every_child_may_finish(tmp_path):
+    proc = start_waiting_children(tmp_path, """
+        time.sleep(0.5 * int(os.environ["JAXNN_PROCESS_ID"]))  # saving: process 1 takes longer
+        print("saved", flush=True)
+    """)
     proc.terminate()
     stdout, stderr = proc.communicate(timeout=30)
-    assert sorted(ready) == ["[0] ready\n", "[1] ready\n"]
     assert proc.returncode == 143 and sorted(stdout.splitlines()) == ["[0] saved", "[1] saved"] and stderr == ""
 
 
 def test_a_killed_launcher_stops_its_children(tmp_path):
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(f"""
-        import os, pathlib, signal, sys, time
-        here = pathlib.Path({str(tmp_path)!r})
-        def stop(signum, frame):
-            (here / f"stopped-{{os.environ['JAXNN_PROCESS_ID']}}").write_text(str(os.getpid()))
-            sys.exit(143)
-        signal.signal(signal.SIGTERM, stop)
-        print("ready", flush=True)
-        time.sleep(60)
-    """))
-    proc = subprocess.Popen([sys.executable, "-m", "jaxnn.launch", "--num_processes", "2", "--", str(script)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert sorted(proc.stdout.readline() for _ in range(2)) == ["[0] ready\n", "[1] ready\n"]
+    proc = start_waiting_children(tmp_path, f"""
+        pathlib.Path({str(tmp_path)!r}, "stopped-" + os.environ["JAXNN_PROCESS_ID"]).write_text("")
+    """)
     proc.kill()  # SIGKILL: the launcher forwards nothing
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 10
