@@ -10,6 +10,7 @@ import os
 
 import ml_collections
 
+from jaxnn.checkpoint import lock
 from jaxnn.tasks import TASKS
 from jaxnn.training.guard import NonFiniteError
 from jaxnn.tasks.common import write_results
@@ -62,5 +63,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, print_fn=print) -> d
     check_workdir(workdir)
     if not isinstance(config, ml_collections.ConfigDict):
         raise ValueError(f"config must be an ml_collections.ConfigDict, got {type(config).__name__}")
-    results, history = TASKS.get(config.get("task", "classify"))(config, workdir, print_fn=print_fn)
-    return write_results(config, workdir, results, history, print_fn)
+    try:
+        results, history = TASKS.get(config.get("task", "classify"))(config, workdir, print_fn=print_fn)
+        return write_results(config, workdir, results, history, print_fn)
+    finally:  # a task that checkpoints holds the workdir's lock until its results are written
+        lock.release(os.path.join(workdir, "checkpoints"))

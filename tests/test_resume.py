@@ -99,19 +99,35 @@ def test_sigkill_then_resume_is_bit_identical(baseline, name, ready):
     assert not [p for p in (workdir / "checkpoints").iterdir() if p.name.startswith((".tmp-", ".trash-"))]
 
 
-@pytest.mark.parametrize("delay", [0, 3])
-def test_a_second_run_on_the_same_workdir_is_refused_in_one_line_and_the_first_is_unharmed(baseline, delay):
-    workdir = baseline / f"concurrent-{delay}"
-    runs = []
-    for _ in range(2):
-        runs.append(subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(baseline / "xla"),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-        time.sleep(delay)
+def _holds_lock(workdir, pid) -> bool:
+    try:
+        return json.loads((pathlib.Path(workdir) / "checkpoints" / "LOCK").read_text()).get("pid") == pid
+    except (OSError, ValueError):  # not there yet, or being written
+        return False
+
+
+@pytest.mark.parametrize("when", ["together", "held"])
+def test_a_second_run_on_the_same_workdir_is_refused_in_one_line_and_the_first_is_unharmed(baseline, when):
+    workdir = baseline / f"concurrent-{when}"
+    start = lambda: subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(baseline / "xla"),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = [start()]
+    if when == "held":  # the second starts while the first holds the lock, paused so that it cannot finish first
+        deadline = time.monotonic() + 120
+        while not _holds_lock(workdir, runs[0].pid):
+            assert runs[0].poll() is None and time.monotonic() < deadline, "the first run never took the lock"
+            time.sleep(0.01)
+        runs[0].send_signal(signal.SIGSTOP)
+        runs.append(start())
+        runs[1].wait(timeout=300)
+        runs[0].send_signal(signal.SIGCONT)
+    else:
+        runs.append(start())
     errors = [run.communicate(timeout=300)[1] for run in runs]
     codes = [run.returncode for run in runs]
-    assert sorted(codes) == [0, 1], errors  # started together, either may win; 3 s apart, the first
+    assert sorted(codes) == [0, 1], errors  # started together, either may win; while the first holds it, the first
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
-    assert delay == 0 or winner == 0
+    assert when == "together" or winner == 0
     lines = errors[loser].strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"is in use by pid {runs[winner].pid}" in lines[0]
     whole, again = _final(baseline / "whole"), _final(workdir)

@@ -157,15 +157,16 @@ class CheckpointManager:
         """Block until the pending save is committed; raise CheckpointWriteError if it failed."""
         self._io.wait()
 
-    def close(self) -> None:
-        """Finish the pending save (raising its error) and release the directory's lock."""
+    def close(self, release: bool = True) -> None:
+        """Finish the pending save (raising its error) and release the directory's lock (unless not `release`:
+        then whoever holds on to it releases it with `lock.release`)."""
         try:
             self._io.close()
             if self._checkpointer is not None:
                 self._checkpointer.close()
                 self._checkpointer = None
         finally:
-            if store.is_primary():
+            if release and store.is_primary():
                 lock.release(self.directory, untouched=not self._saved)
 
     def restore(self, where, validate=None) -> tuple[dict, dict] | None:

@@ -193,7 +193,8 @@ def classify_task(config: ml_collections.ConfigDict, workdir: str, *, print_fn=p
         with contextlib.suppress(Exception):  # the error that stopped the run is the one to report
             checkpointer.close()
         raise
-    checkpointer.close()  # the lock goes with the run: the next run on this workdir takes it without a warning
+    # The lock stays until the runner has written the results (then the next run takes it without a warning).
+    checkpointer.close(release=False)
     return results, history
 
 

@@ -144,9 +144,9 @@ class ModelCheckpoint(Callback):
     def on_train_end(self, run):
         self.manager.wait()
 
-    def close(self) -> None:
-        """Finish the pending save and release the directory's lock."""
-        self.manager.close()
+    def close(self, release: bool = True) -> None:
+        """Finish the pending save and release the directory's lock (unless not `release`)."""
+        self.manager.close(release)
 
 
 def _placement(run: Run):
