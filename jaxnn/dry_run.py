@@ -73,9 +73,8 @@ def dry_run(config: ml_collections.ConfigDict, *, device_memory_gb: float | None
 
 
 def _memory_limit(device_memory_gb, mesh) -> tuple[float | None, str]:
-    if device_memory_gb is not None:
-        limit = positive_number("--device_memory_gb", device_memory_gb) * GIB
-        return limit, f"--device_memory_gb={device_memory_gb:g}"
+    if device_memory_gb is not None:  # checked by dry_run before the compile
+        return device_memory_gb * GIB, f"--device_memory_gb={device_memory_gb:g}"
     local = next(d for d in mesh.devices.flat if d.process_index == jax.process_index())  # stats are local only
     limit = (local.memory_stats() or {}).get("bytes_limit")
     return limit, f"the device's {limit / GIB:.3g} GiB" if limit else ""

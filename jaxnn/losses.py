@@ -191,17 +191,20 @@ def reduce(per_example, weights=None):
     return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), MIN_TOTAL_WEIGHT)
 
 
+def _unbound(loss_fn):
+    """The loss function itself, options bound by `get` (a functools.partial) or not."""
+    return loss_fn.func if isinstance(loss_fn, functools.partial) else loss_fn
+
+
 def is_cross_entropy(loss_fn) -> bool:
-    """Whether `loss_fn` is one of the built-in cross-entropies (options bound or not): a classifier's loss,
-    for which accuracy means something."""
-    base = loss_fn.func if isinstance(loss_fn, functools.partial) else loss_fn
-    return base in (binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy)
+    """Whether `loss_fn` is one of the built-in cross-entropies: a classifier's loss, for which accuracy means
+    something."""
+    return _unbound(loss_fn) in (binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy)
 
 
 def is_sparse_categorical(loss_fn) -> bool:
     """Whether `loss_fn` is the built-in sparse categorical cross-entropy (options bound or not)."""
-    base = loss_fn.func if isinstance(loss_fn, functools.partial) else loss_fn
-    return base is sparse_categorical_crossentropy
+    return _unbound(loss_fn) is sparse_categorical_crossentropy
 
 
 def class_weights(targets, class_weight: dict) -> jax.Array:

@@ -81,12 +81,12 @@ def trainable_count(layer: Layer, params) -> int:
     return sum(math.prod(leaf.shape) for leaf, keep in zip(jax.tree_util.tree_leaves(params), mask) if keep)
 
 
-def model_row(name: str, model: Layer, input_shape, params, state) -> dict:
-    """A nested model's one summary row, as Keras shows it: its name and type, output shape and counts."""
-    trainable = trainable_count(model, params)
-    return {"name": name, "type": type(model).__name__, "output_shape": model.output_shape(input_shape),
-            "trainable": trainable, "non_trainable": count_params(params) - trainable + count_params(state),
-            "inputs": ()}
+def summary_row(name: str, layer: Layer, output_shape, params, state, inputs: tuple = ()) -> dict:
+    """One summary row of a model's child, as Keras shows it: name and type, output shape, counts (a nested
+    model's layers counted as its own, frozen ones as non-trainable) and the tensors it takes."""
+    trainable = trainable_count(layer, params)
+    return {"name": name, "type": type(layer).__name__, "output_shape": output_shape, "trainable": trainable,
+            "non_trainable": count_params(params) - trainable + count_params(state), "inputs": inputs}
 
 
 def frozen_rows(rows: list[dict]) -> list[dict]:

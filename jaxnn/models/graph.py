@@ -20,11 +20,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxnn.layers.base import Layer, apply_masked, count_params
+from jaxnn.layers.base import Layer, apply_masked
 from jaxnn.layers.input import InputLayer
 from jaxnn.layers.shapes import ShapeError, abstract_init, format_shape, is_shape
 from jaxnn.layers.symbolic import Node, SymbolicTensor, label, node_outputs
-from jaxnn.models.children import batch_first, frozen_rows, init_child, trainable_count, unique_names
+from jaxnn.models.children import batch_first, frozen_rows, init_child, summary_row, unique_names
 from jaxnn.models.summary import summary as summary_table
 
 
@@ -257,16 +257,9 @@ class Model(Layer):
         graph, rows = self._graph, []
         for layer in graph.layers:
             layer_name, calls = graph.names[id(layer)], graph.calls[id(layer)]
-            layer_params = params.get(layer_name, {})
-            trainable = trainable_count(layer, layer_params)
-            rows.append({
-                "name": layer_name,
-                "type": type(layer).__name__,
-                "output_shape": calls[0].output_shape,
-                "trainable": trainable,
-                "non_trainable": count_params(layer_params) - trainable + count_params(state.get(layer_name, {})),
-                "inputs": tuple(self._tensor_label(t) for node in calls for t in node.inputs),
-            })
+            rows.append(summary_row(layer_name, layer, calls[0].output_shape, params.get(layer_name, {}),
+                                    state.get(layer_name, {}),
+                                    tuple(self._tensor_label(t) for node in calls for t in node.inputs)))
         return rows if self.trainable else frozen_rows(rows)
 
     def _tensor_label(self, t: SymbolicTensor) -> str:

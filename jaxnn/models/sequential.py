@@ -9,7 +9,7 @@ from jaxnn.layers.base import Layer, apply_masked
 from jaxnn.layers.input import InputLayer
 from jaxnn.layers.shapes import ShapeError, as_shape
 from jaxnn.layers.symbolic import SymbolicTensor
-from jaxnn.models.children import batch_first, frozen_rows, init_child, model_row, unique_names
+from jaxnn.models.children import batch_first, frozen_rows, init_child, summary_row, unique_names
 from jaxnn.models.summary import summary as summary_table
 
 
@@ -73,7 +73,7 @@ class Sequential(Layer):
         for child_name, layer in self.named_layers():
             child = (params.get(child_name, {}), state.get(child_name, {}))
             if hasattr(layer, "named_layers"):
-                rows.append(model_row(child_name, layer, shape, *child))
+                rows.append(summary_row(child_name, layer, layer.output_shape(shape), *child))
             else:
                 rows += layer.summary_rows(child_name, shape, *child)
             shape = layer.output_shape(shape)
